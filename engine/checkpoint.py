@@ -1,0 +1,93 @@
+"""Official mmseg TopFormer checkpoints: read, detect the variant from shapes, install as ONNX."""
+from __future__ import annotations
+
+import pickle
+import shlex
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .datasets import dataset_info
+from .errors import CheckpointError
+from .registry import ModelEntry, Registry
+
+
+def read_state_dict(path: Path) -> dict:
+    """The tensors of a checkpoint file: ``{"state_dict": ...}``, ``{"model": ...}`` or a bare state_dict."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        # weights_only: never run code from a downloaded file.
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, AttributeError):
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (corrupt, truncated or another format)") from None
+    if isinstance(data, dict):
+        for key in ("state_dict", "state_dict_ema", "model"):
+            if isinstance(data.get(key), dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not data or not all(isinstance(k, str) for k in data):
+        raise CheckpointError(f"{path} holds no state_dict")
+    if not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError(f"{path} holds non-tensor entries where weights were expected")
+    return {k.removeprefix("module."): v for k, v in data.items()}
+
+
+def detect_variant(state_dict: dict) -> tuple[str, int]:
+    """(variant, num_classes) whose official layout matches every key and shape exactly."""
+    from .topformer import VARIANTS, create_model
+
+    seg = state_dict.get("decode_head.conv_seg.weight")
+    if seg is None or seg.ndim != 4:
+        raise CheckpointError("not a TopFormer segmentation checkpoint (no decode_head.conv_seg.weight)")
+    num_classes = int(seg.shape[0])
+    shapes = {k: tuple(v.shape) for k, v in state_dict.items()}
+    for variant in VARIANTS:
+        expected = {k: tuple(v.shape) for k, v in create_model(variant, num_classes).state_dict().items()}
+        if expected == shapes:
+            return variant, num_classes
+    raise CheckpointError(
+        f"unknown layout: the checkpoint's {len(shapes)} tensors match none of the TopFormer variants "
+        f"({', '.join(VARIANTS)}) in the official mmseg layout"
+    )
+
+
+def load_model(path: Path):
+    """A TopFormer in eval mode with the checkpoint's weights (strict), plus its variant name."""
+    from .topformer import create_model
+
+    state_dict = read_state_dict(path)
+    variant, num_classes = detect_variant(state_dict)
+    model = create_model(variant, num_classes)
+    model.load_state_dict(state_dict, strict=True)
+    return model.eval(), variant
+
+
+def import_checkpoint(path: Path, dataset: str, name: str | None = None, models_dir: Path | None = None,
+                      made_by: str | None = None, accuracy: dict | None = None, notes: str = "") -> ModelEntry:
+    """Export an official checkpoint to ONNX and register it; nothing is written on failure."""
+    from .export import export_onnx
+
+    info = dataset_info(dataset)
+    model, variant = load_model(Path(path))
+    if model.num_classes != info.num_classes:
+        raise CheckpointError(
+            f"class-count mismatch: the checkpoint predicts {model.num_classes} classes, "
+            f"dataset {dataset!r} has {info.num_classes}"
+        )
+    name = name or f"{dataset}-{variant}"
+    registry = Registry(models_dir)
+    registry.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".import-") as tmp:
+        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
+        entry = ModelEntry(
+            name=name, variant=variant, dataset=dataset, classes=list(info.classes),
+            palette=[list(c) for c in info.palette], onnx="", sha256="",
+            made_by=made_by or "python main.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            accuracy=accuracy, notes=notes or f"imported from official-format checkpoint {Path(path).name}",
+        )
+        return registry.add(entry, onnx_tmp, move=True)

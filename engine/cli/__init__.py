@@ -1,0 +1,43 @@
+"""Headless command line: one module per command, imported only when that command runs.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``.
+A :class:`~engine.errors.StudioError` becomes one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import StudioError
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "models": ("models_cmd", "list, import or download models"),
+    "segment": ("segment_cmd", "segment an image or a video file into an overlay"),
+    "bench": ("bench_cmd", "measure inference speed of the installed models"),
+    "annotate": ("annotate_cmd", "write masks, overlay video, statistics and CVAT export for a video"),
+    "train": ("train_cmd", "train a TopFormer variant (needs torch)"),
+    "eval": ("eval_cmd", "evaluate an installed ONNX model on a labelled dataset"),
+}
+
+
+def run_command(argv: list[str]) -> int:
+    """Run ``argv[0]`` (a key of COMMANDS) with the remaining arguments."""
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(f".{COMMANDS[name][0]}", __package__)
+    parser = argparse.ArgumentParser(prog=f"main.py {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def add_models_dir(parser: argparse.ArgumentParser) -> None:
+    """Every command that loads models takes --models-dir (tests never touch models/)."""
+    parser.add_argument("--models-dir", default=None, help="model folder (default: the repository's models/)")

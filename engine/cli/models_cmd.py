@@ -1,0 +1,85 @@
+"""`main.py models list|import|download`: what is installed, and adding official checkpoints."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import add_models_dir
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("list", help="show installed models")
+    add_models_dir(p)
+    p.add_argument("--json", action="store_true", help="print the manifest entries as JSON")
+
+    p = sub.add_parser("import", help="install an official mmseg TopFormer checkpoint (.pth)")
+    p.add_argument("checkpoint", help="path to the .pth file")
+    p.add_argument("--dataset", required=True, help="the classes it predicts: ade20k, cityscapes or camvid")
+    p.add_argument("--name", help="model name (default: DATASET-VARIANT)")
+    add_models_dir(p)
+
+    p = sub.add_parser("download", help="download and install an official ADE20K checkpoint")
+    p.add_argument("variant", choices=["tiny", "small", "base"])
+    p.add_argument("--name", help="model name (default: ade20k-VARIANT)")
+    p.add_argument("--base-url", default=None, help="download from this URL prefix instead of Google Drive (testing, mirrors)")
+    p.add_argument("--cache-dir", default=None, help="where partial downloads are kept for resuming")
+    add_models_dir(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"list": _list, "import": _import, "download": _download}[args.action](args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from ..registry import Registry
+
+    registry = Registry(args.models_dir)
+    entries = registry.entries()
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(e) for e in entries], indent=1))
+        return 0
+    if not entries:
+        print(f"no models installed in {registry.dir}")
+        return 0
+    print(f"{'name':<24} {'variant':<16} {'dataset':<11} {'classes':>7} {'accuracy':<24} size")
+    for e in entries:
+        path = registry.onnx_path(e)
+        size = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "MISSING"
+        acc = ""
+        if e.accuracy and "miou" in e.accuracy:
+            acc = f"{e.accuracy.get('split', '?')} mIoU {100 * e.accuracy['miou']:.1f}"
+        print(f"{e.name:<24} {e.variant:<16} {e.dataset:<11} {e.num_classes:>7} {acc:<24} {size}")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..checkpoint import import_checkpoint
+
+    made_by = "python main.py models import " + " ".join(
+        shlex.quote(a) for a in [Path(args.checkpoint).name, "--dataset", args.dataset] + (["--name", args.name] if args.name else [])
+    )
+    entry = import_checkpoint(Path(args.checkpoint), args.dataset, name=args.name, models_dir=args.models_dir, made_by=made_by)
+    print(f"installed {entry.describe()} in {Path(args.models_dir) if args.models_dir else 'models/'}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from ..checkpoint import import_checkpoint
+    from ..download import OFFICIAL_CHECKPOINTS, download_checkpoint
+
+    official = OFFICIAL_CHECKPOINTS[args.variant]
+    path = download_checkpoint(args.variant, base_url=args.base_url, cache_dir=args.cache_dir, progress=sys.stderr.isatty() or True)
+    entry = import_checkpoint(
+        path, "ade20k", name=args.name or f"ade20k-{args.variant}", models_dir=args.models_dir,
+        made_by=f"python main.py models download {args.variant} (official checkpoint, Google Drive id {official.file_id})",
+        accuracy={"split": "ADE20K val (official, single scale)", "miou": official.miou / 100, "measured_by": "hustvl/TopFormer README"},
+        notes="official TopFormer ADE20K checkpoint (4x8 GPU run)",
+    )
+    print(f"installed {entry.describe()}")
+    return 0

@@ -1,0 +1,164 @@
+"""The model registry: ``<models_dir>/manifest.json`` plus one ONNX file per model.
+
+The engine lists and loads models only through here, so every model carries its
+classes, palette, input policy, checksum and provenance (how it was made, what it measured).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ModelNotFound, StudioError
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+VARIANT_ORDER = {"tiny": 0, "small": 1, "base": 2, "base-cityscapes": 3}
+
+
+def default_models_dir() -> Path:
+    """STUDIO_MODELS_DIR if set, else the repository's models/."""
+    return Path(os.environ.get("STUDIO_MODELS_DIR") or REPO_MODELS_DIR)
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    variant: str
+    dataset: str
+    classes: list[str]
+    palette: list[list[int]]  # RGB per class
+    onnx: str  # file name inside the models folder
+    sha256: str
+    made_by: str  # how the file was made (command line)
+    input: dict = field(default_factory=lambda: {"multiple": 32, "mode": "native"})
+    accuracy: dict | None = None  # e.g. {"split": "val", "miou": 0.6, "pixel_acc": 0.9, "measured_by": "..."}
+    notes: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_multiple(self) -> int:
+        return int(self.input.get("multiple", 32))
+
+    def describe(self) -> str:
+        """One line for lists and pickers: name, variant, dataset, accuracy."""
+        acc = ""
+        if self.accuracy and "miou" in self.accuracy:
+            acc = f", {self.accuracy.get('split', '')} mIoU {100 * self.accuracy['miou']:.1f}".replace(" ,", ",")
+        return f"{self.name} ({self.variant}, {self.dataset}{acc})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelEntry":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Registry:
+    """Read and update one models folder."""
+
+    def __init__(self, models_dir: Path | str | None = None):
+        self.dir = Path(models_dir) if models_dir else default_models_dir()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST
+
+    def _load(self) -> list[dict]:
+        if not self.manifest_path.is_file():
+            return []
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            return list(data["models"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StudioError(f"{self.manifest_path} is not a valid model manifest ({exc})") from None
+
+    def entries(self) -> list[ModelEntry]:
+        items = [ModelEntry.from_dict(d) for d in self._load()]
+        return sorted(items, key=lambda e: (e.dataset, VARIANT_ORDER.get(e.variant, 9), e.name))
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def get(self, name: str) -> ModelEntry:
+        for entry in self.entries():
+            if entry.name == name:
+                return entry
+        have = ", ".join(self.names()) or "none"
+        raise ModelNotFound(f"no model named {name!r} in {self.dir} (installed: {have})")
+
+    def onnx_path(self, entry: ModelEntry) -> Path:
+        return self.dir / entry.onnx
+
+    def verify(self, entry: ModelEntry) -> Path:
+        """The entry's ONNX path after checking it exists and matches its checksum."""
+        path = self.onnx_path(entry)
+        if not path.is_file():
+            raise ModelNotFound(f"model {entry.name!r}: file {path} is missing")
+        if sha256_of(path) != entry.sha256:
+            raise StudioError(f"model {entry.name!r}: {path} does not match its manifest checksum (damaged or replaced)")
+        return path
+
+    def add(self, entry: ModelEntry, onnx_file: Path, move: bool = False) -> ModelEntry:
+        """Install ``onnx_file`` as ``<name>.onnx`` and record ``entry`` (replacing one of that name).
+
+        The ONNX file is copied under a temporary name and renamed, and the manifest is
+        rewritten atomically, so an interruption never leaves a half-written model.
+        """
+        self.dir.mkdir(parents=True, exist_ok=True)
+        entry.onnx = f"{entry.name}.onnx"
+        entry.sha256 = sha256_of(Path(onnx_file))
+        target = self.dir / entry.onnx
+        fd, tmp = tempfile.mkstemp(prefix=f".{entry.onnx}.", dir=self.dir)
+        os.close(fd)
+        try:
+            (shutil.move if move else shutil.copyfile)(str(onnx_file), tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        models = [d for d in self._load() if d.get("name") != entry.name] + [asdict(entry)]
+        self._write(models)
+        return entry
+
+    def update_accuracy(self, name: str, accuracy: dict) -> None:
+        models = self._load()
+        for d in models:
+            if d.get("name") == name:
+                d["accuracy"] = accuracy
+                self._write(models)
+                return
+        raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+
+    def _write(self, models: list[dict]) -> None:
+        text = json.dumps({"schema_version": SCHEMA_VERSION, "models": models}, indent=1) + "\n"
+        _atomic_write_text(self.manifest_path, text)

@@ -1,0 +1,117 @@
+"""Run an installed ONNX TopFormer on BGR frames: frame in, class map at frame size out.
+
+No torch here: the app, annotate, eval and bench all segment through this class.
+Normalisation, upsampling and argmax happen inside the ONNX graph (see export.py), so
+the only work outside the session is one resize of the frame to the network size.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import StudioError
+from .registry import ModelEntry, Registry
+from .runtime import create_session
+
+Scale = str | float
+SCALES = ("full", "half")
+
+
+def scale_factor(scale: Scale) -> float:
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        if not 0.05 <= float(scale) <= 4.0:
+            raise StudioError(f"scale {scale} is out of range (0.05..4)")
+        return float(scale)
+    if scale == "full":
+        return 1.0
+    if scale == "half":
+        return 0.5
+    raise StudioError(f"unknown scale {scale!r}: use 'full', 'half' or a number")
+
+
+def round_to_multiple(value: float, multiple: int) -> int:
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+class Segmenter:
+    """One ONNX Runtime session for one installed model. Thread-safe: keeps no per-call state."""
+
+    def __init__(self, entry: ModelEntry, onnx_path: Path, threads: int | None = None, cpu_only: bool = False):
+        self.entry = entry
+        self.onnx_path = Path(onnx_path)
+        try:
+            self.session = create_session(self.onnx_path, threads=threads, cpu_only=cpu_only)
+        except Exception as exc:  # ORT raises several types for unreadable or invalid files
+            raise StudioError(f"cannot load model {entry.name!r} from {onnx_path}: {str(exc).splitlines()[0]}") from None
+        names = [i.name for i in self.session.get_inputs()]
+        if names != ["image", "out_size"]:
+            raise StudioError(f"{onnx_path} is not a TopFormer Studio model (inputs {names})")
+        self.multiple = entry.input_multiple
+        self.palette_rgb = np.array(entry.palette, dtype=np.uint8).reshape(-1, 3)
+        self.palette_bgr = np.ascontiguousarray(self.palette_rgb[:, ::-1])
+
+    @classmethod
+    def load(cls, name: str, models_dir: Path | str | None = None, threads: int | None = None, cpu_only: bool = False) -> "Segmenter":
+        """Load an installed model by name, checking its file against the manifest."""
+        registry = Registry(models_dir)
+        entry = registry.get(name)
+        return cls(entry, registry.verify(entry), threads=threads, cpu_only=cpu_only)
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.entry.classes)
+
+    @property
+    def num_classes(self) -> int:
+        return self.entry.num_classes
+
+    @property
+    def providers(self) -> list[str]:
+        return self.session.get_providers()
+
+    def input_size(self, frame_hw: tuple[int, int], scale: Scale = "full") -> tuple[int, int]:
+        """Network input (height, width) for a frame: its size times ``scale``, rounded to the multiple."""
+        factor = scale_factor(scale)
+        h, w = frame_hw
+        return round_to_multiple(h * factor, self.multiple), round_to_multiple(w * factor, self.multiple)
+
+    def prepare(self, frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The frame as the graph's uint8 [1,H,W,3] BGR input at ``size``."""
+        frame = _as_bgr(frame_bgr)
+        if frame.shape[:2] != tuple(size):
+            frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+        return np.ascontiguousarray(frame)[None]
+
+    def run(self, image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+        """Raw ``session.run`` on a prepared input; returns the uint8 class map [out_h, out_w]."""
+        out_size = np.asarray(out_hw, dtype=np.int64)
+        return self.session.run(None, {"image": image, "out_size": out_size})[0][0]
+
+    def segment(self, frame_bgr: np.ndarray, scale: Scale = "full", size: tuple[int, int] | None = None) -> np.ndarray:
+        """Class map (uint8, frame's height x width) of a BGR (or gray/BGRA) frame.
+
+        ``size`` overrides the network input size (e.g. an official test resize).
+        """
+        if frame_bgr is None or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
+            raise StudioError("segment() needs a non-empty image array")
+        hw = frame_bgr.shape[:2]
+        image = self.prepare(frame_bgr, size or self.input_size(hw, scale))
+        return self.run(image, hw)
+
+
+def _as_bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype != np.uint8:
+        frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.shape[2] == 1:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    return frame

@@ -1,0 +1,197 @@
+"""Frame sources (video files, cameras, still images) behind one small interface; no Qt.
+
+``open_source(spec)`` picks the kind: an int or digit string is a camera index, an image
+extension a still image, anything else a video file. Every failure is a SourceError with a
+message for the user.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import SourceError
+
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # BGR uint8
+    index: int  # frame number in the source
+    timestamp_s: float  # position in the video, or seconds since the camera opened
+
+
+class FrameSource:
+    """Common interface: ``read()`` returns the next Frame or None at the end."""
+
+    kind = "source"
+    fps: float = 0.0
+    frame_count: int = 0  # 0 when unknown (cameras)
+    width: int = 0
+    height: int = 0
+    is_live = False  # True for cameras: frames cannot be seeked or replayed
+
+    def read(self) -> Frame | None:
+        raise NotImplementedError
+
+    def seek(self, index: int) -> None:  # noqa: ARG002 - cameras cannot seek
+        raise SourceError(f"cannot seek in a {self.kind}")
+
+    def close(self) -> None:
+        pass
+
+    @property
+    def description(self) -> str:
+        return self.kind
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class VideoFileSource(FrameSource):
+    kind = "video"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise SourceError(f"video file {self.path} does not exist")
+        if not self.path.is_file() or not os.access(self.path, os.R_OK):
+            raise SourceError(f"video file {self.path} cannot be read")
+        self._cap = cv2.VideoCapture(str(self.path))
+        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
+        if not ok or first is None:
+            self._cap.release()
+            raise SourceError(f"{self.path.name} is not a readable video (unsupported, corrupt or empty file)")
+        self.height, self.width = first.shape[:2]
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
+        self.frame_count = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        self._pending: Frame | None = Frame(first, 0, 0.0)
+        self._next_index = 1
+
+    @property
+    def description(self) -> str:
+        return self.path.name
+
+    def read(self) -> Frame | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            return None
+        frame = Frame(image, self._next_index, self._next_index / self.fps)
+        self._next_index += 1
+        return frame
+
+    def seek(self, index: int) -> None:
+        index = max(0, min(int(index), max(self.frame_count - 1, 0)))
+        self._pending = None
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        self._next_index = index
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class CameraSource(FrameSource):
+    kind = "camera"
+    is_live = True
+
+    def __init__(self, index: int):
+        self.index = int(index)
+        self._cap = cv2.VideoCapture(self.index)
+        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
+        if not ok or first is None:
+            self._cap.release()
+            raise SourceError(f"camera {self.index} cannot be opened (not connected or in use)")
+        self.height, self.width = first.shape[:2]
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
+        self._t0 = time.monotonic()
+        self._pending: Frame | None = Frame(first, 0, 0.0)
+        self._count = 1
+
+    @property
+    def description(self) -> str:
+        return f"camera {self.index}"
+
+    def read(self) -> Frame | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            raise SourceError(f"camera {self.index} stopped delivering frames (disconnected?)")
+        frame = Frame(image, self._count, time.monotonic() - self._t0)
+        self._count += 1
+        return frame
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+class ImageSource(FrameSource):
+    """A still image: one frame, then the end."""
+
+    kind = "image"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"image file {self.path} does not exist")
+        image = cv2.imread(str(self.path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SourceError(f"{self.path.name} is not a readable image")
+        self.image = image
+        self.height, self.width = image.shape[:2]
+        self.frame_count = 1
+        self._done = False
+
+    @property
+    def description(self) -> str:
+        return self.path.name
+
+    def read(self) -> Frame | None:
+        if self._done:
+            return None
+        self._done = True
+        return Frame(self.image, 0, 0.0)
+
+    def seek(self, index: int) -> None:  # noqa: ARG002 - one frame only
+        self._done = False
+
+
+def is_image_path(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def open_source(spec: str | int | Path) -> FrameSource:
+    """Camera index (int or digits), still image (by extension) or video file."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        return CameraSource(int(spec))
+    if is_image_path(spec):
+        return ImageSource(spec)
+    return VideoFileSource(spec)
+
+
+def list_cameras(max_index: int = 5) -> list[int]:
+    """Indices of the cameras that actually open and deliver a frame."""
+    found = []
+    for index in range(max_index):
+        cap = cv2.VideoCapture(index)
+        try:
+            if cap.isOpened() and cap.read()[0]:
+                found.append(index)
+        finally:
+            cap.release()
+    return found

@@ -1,0 +1,217 @@
+"""CamVid-layout dataset loading and segmentation augmentations (numpy + OpenCV, no torch).
+
+Layout: ``DIR/images/<split>/NAME.jpg|png`` and ``DIR/labels/<split>/NAME.png`` (single
+channel class ids). Any folder in that layout works, not only the shared CamVid copy.
+All randomness comes from an explicit ``numpy.random.Generator`` so that a resumed
+training run draws exactly the same crops as an uninterrupted one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import StudioError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    image: Path
+    label: Path
+
+
+def list_samples(root: str | Path, split: str) -> list[Sample]:
+    """Pairs of (image, label) files of one split, sorted by name.
+
+    Raises StudioError for a missing folder, an empty split or images without labels,
+    because those are user mistakes the CLI reports in one line.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise StudioError(f"dataset folder not found: {root}")
+    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
+    if not img_dir.is_dir() or not lbl_dir.is_dir():
+        raise StudioError(f"{root} has no split {split!r} (expected {img_dir} and {lbl_dir})")
+    samples = []
+    for img in sorted(img_dir.iterdir()):
+        if img.suffix.lower() not in IMAGE_EXTS:
+            continue
+        lbl = lbl_dir / f"{img.stem}.png"
+        if not lbl.is_file():
+            raise StudioError(f"no label for {img.name}: expected {lbl}")
+        samples.append(Sample(img.stem, img, lbl))
+    if not samples:
+        raise StudioError(f"split {split!r} of {root} is empty (no images in {img_dir})")
+    return samples
+
+
+def read_image_bgr(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise StudioError(f"cannot read image {path}")
+    return img
+
+
+def read_label(path: Path) -> np.ndarray:
+    lbl = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if lbl is None:
+        raise StudioError(f"cannot read label {path}")
+    if lbl.ndim == 3:  # a label saved as 3 identical channels
+        lbl = lbl[..., 0]
+    return lbl.astype(np.uint8)
+
+
+def load_split(root: str | Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """All RGB images and labels of a split in memory (CamVid train is ~190 MB: cheap, and
+    decoding JPEGs once instead of every epoch matters on 2 CPU cores)."""
+    samples = list_samples(root, split)[:limit]
+    images = [cv2.cvtColor(read_image_bgr(s.image), cv2.COLOR_BGR2RGB) for s in samples]
+    labels = [read_label(s.label) for s in samples]
+    for s, im, lb in zip(samples, images, labels):
+        if im.shape[:2] != lb.shape:
+            raise StudioError(f"{s.name}: image {im.shape[:2]} and label {lb.shape} sizes differ")
+    return images, labels
+
+
+def class_frequencies(labels: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """Fraction of labelled (non-ignored) pixels per class."""
+    counts = np.zeros(num_classes, np.float64)
+    for lb in labels:
+        counts += np.bincount(lb.ravel(), minlength=256)[:num_classes]
+    return counts / max(counts.sum(), 1.0)
+
+
+def class_weights(freq: np.ndarray, mode: str) -> np.ndarray | None:
+    """Loss weights per class. 'none': None; 'sqrt': (median/freq)^0.5, a mild boost of
+    rare classes; 'enet': 1/ln(1.02 + freq) (ENet's, strong). Normalised to mean 1."""
+    if mode == "none":
+        return None
+    f = np.maximum(freq, 1e-6)
+    if mode == "sqrt":
+        w = np.sqrt(np.median(f) / f)
+    elif mode == "enet":
+        w = 1.0 / np.log(1.02 + f)
+    else:
+        raise StudioError(f"unknown class weighting {mode!r} (none, sqrt, enet)")
+    return (w / w.mean()).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class AugConfig:
+    crop: tuple[int, int] = (288, 384)  # (h, w)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    flip: bool = True
+    photometric: bool = True
+    cat_max_ratio: float = 0.75  # mmseg: re-draw a crop where one class covers more than this
+    rare_crop: float = 0.0  # probability of centring the crop on a pixel of a rarely seen class
+    ignore_index: int = 11
+
+
+def random_scale(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Resize by a uniform factor in [lo, hi]: bilinear image, nearest label."""
+    s = rng.uniform(lo, hi)
+    h, w = lbl.shape
+    nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    lbl = cv2.resize(lbl, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    return img, lbl
+
+
+def pad_to(img: np.ndarray, lbl: np.ndarray, ch: int, cw: int, ignore: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad bottom/right to at least (ch, cw): image with 0, label with ignore."""
+    h, w = lbl.shape
+    ph, pw = max(ch - h, 0), max(cw - w, 0)
+    if ph or pw:
+        img = cv2.copyMakeBorder(img, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        lbl = cv2.copyMakeBorder(lbl, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=ignore)
+    return img, lbl
+
+
+def random_crop(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: AugConfig,
+                rare_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Crop of cfg.crop size. With probability cfg.rare_crop the crop is centred (with
+    jitter) on a random pixel of a class drawn by ``rare_weight`` among the classes
+    present: small objects (poles, signs, cyclists) are otherwise seen too rarely.
+    Else mmseg's cat_max_ratio rule: up to 10 draws until no class covers > ratio."""
+    ch, cw = cfg.crop
+    img, lbl = pad_to(img, lbl, ch, cw, cfg.ignore_index)
+    h, w = lbl.shape
+    if rare_weight is not None and cfg.rare_crop > 0 and rng.random() < cfg.rare_crop:
+        present = np.unique(lbl)
+        present = present[present < len(rare_weight)]
+        if len(present):
+            p = rare_weight[present] / rare_weight[present].sum()
+            c = rng.choice(present, p=p)
+            ys, xs = np.nonzero(lbl == c)
+            k = rng.integers(len(ys))
+            y0 = int(np.clip(ys[k] - ch // 2 + rng.integers(-ch // 4, ch // 4 + 1), 0, h - ch))
+            x0 = int(np.clip(xs[k] - cw // 2 + rng.integers(-cw // 4, cw // 4 + 1), 0, w - cw))
+            return img[y0:y0 + ch, x0:x0 + cw], lbl[y0:y0 + ch, x0:x0 + cw]
+    for _ in range(10):
+        y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+        crop = lbl[y0:y0 + ch, x0:x0 + cw]
+        if cfg.cat_max_ratio >= 1.0:
+            break
+        counts = np.bincount(crop.ravel(), minlength=256)
+        counts[cfg.ignore_index] = 0
+        counts = counts[counts > 0]
+        if len(counts) > 1 and counts.max() / counts.sum() < cfg.cat_max_ratio:
+            break
+    return img[y0:y0 + ch, x0:x0 + cw], lbl[y0:y0 + ch, x0:x0 + cw]
+
+
+def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """mmseg's PhotoMetricDistortion on an RGB uint8 image: brightness (+-32), contrast
+    (0.5-1.5), saturation (0.5-1.5), hue (+-18 of 180), each with probability 1/2,
+    contrast either before or after the HSV changes."""
+    out = img.astype(np.float32)
+    if rng.random() < 0.5:
+        out = out + rng.uniform(-32, 32)
+    contrast_first = rng.random() < 0.5
+
+    def contrast(x: np.ndarray) -> np.ndarray:
+        return x * rng.uniform(0.5, 1.5) if rng.random() < 0.5 else x
+
+    if contrast_first:
+        out = contrast(out)
+    do_sat, do_hue = rng.random() < 0.5, rng.random() < 0.5
+    sat, hue = rng.uniform(0.5, 1.5), int(rng.integers(-18, 19))
+    if do_sat or do_hue:
+        hsv = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+        if do_sat:
+            hsv[..., 1] = np.clip(hsv[..., 1] * sat, 0, 255)
+        if do_hue:
+            hsv[..., 0] = (hsv[..., 0] + hue) % 180
+        out = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    if not contrast_first:
+        out = contrast(out)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: AugConfig,
+            rare_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Training augmentation of one RGB image and its label: scale, crop, flip, colour.
+    Returns (crop_h, crop_w, 3) uint8 and (crop_h, crop_w) uint8 with ignore in padding."""
+    img, lbl = random_scale(img, lbl, rng, *cfg.scale_range)
+    img, lbl = random_crop(img, lbl, rng, cfg, rare_weight)
+    if cfg.flip and rng.random() < 0.5:
+        img, lbl = img[:, ::-1], lbl[:, ::-1]
+    if cfg.photometric:
+        img = photometric_distortion(img, rng)
+    return np.ascontiguousarray(img), np.ascontiguousarray(lbl)
+
+
+def normalise(batch_rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
+    """NHWC uint8 RGB -> NCHW float32 normalised (the model's input)."""
+    x = (batch_rgb.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def round_to_multiple(n: int, m: int = 32) -> int:
+    """Nearest multiple of m (at least m): the network input side for a frame side n."""
+    return max(m, int(round(n / m)) * m)
