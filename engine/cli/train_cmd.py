@@ -1,0 +1,109 @@
+"""`main.py train`: train a TopFormer variant on a CamVid-layout folder, resume, or ship.
+
+  train --variant tiny --data DIR --out runs/NAME [--epochs N] ... [--resume]
+  train --export-only runs/NAME --name camvid-tiny [--models-dir DIR] [--data DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import StudioError
+from . import add_models_dir
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 288x384, not {text!r}") from None
+    if h < 32 or w < 32 or h % 32 or w % 32:
+        raise argparse.ArgumentTypeError("crop sides must be multiples of 32")
+    return h, w
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI, e.g. 0.5,2.0, not {text!r}") from None
+    return lo, hi
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--variant", choices=["tiny", "small", "base"], default="tiny")
+    parser.add_argument("--data", default="../shared/datasets/camvid", help="CamVid-layout folder")
+    parser.add_argument("--out", help="run folder (checkpoints, log.jsonl), e.g. runs/tiny-a")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    recipe = parser.add_argument_group("recipe")
+    recipe.add_argument("--lr", type=float, default=3e-4, help="AdamW base lr (head x --head-lr-mult)")
+    recipe.add_argument("--head-lr-mult", type=float, default=10.0)
+    recipe.add_argument("--weight-decay", type=float, default=0.01)
+    recipe.add_argument("--warmup-iters", type=int, default=300)
+    recipe.add_argument("--poly-power", type=float, default=1.0)
+    recipe.add_argument("--scale-range", type=_range, default=(0.5, 2.0), help="random scale LO,HI")
+    recipe.add_argument("--cat-max-ratio", type=float, default=0.75)
+    recipe.add_argument("--rare-crop", type=float, default=0.0,
+                        help="probability of centring a crop on a rare-class pixel (0 = off)")
+    recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default="none")
+    recipe.add_argument("--label-smoothing", type=float, default=0.0)
+    recipe.add_argument("--drop-path", type=float, default=0.1)
+    recipe.add_argument("--ema", type=float, default=0.999, help="EMA decay per iteration (0 = off)")
+    recipe.add_argument("--eval-every", type=int, default=5, help="validate every N epochs")
+    recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
+    recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
+    recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ship = parser.add_argument_group("shipping")
+    ship.add_argument("--export-only", metavar="RUN", help="export RUN/best.pth into the models folder, no training")
+    ship.add_argument("--ship", "--name", dest="name", metavar="NAME",
+                      help="model name to install (with --export-only, or after training)")
+    ship.add_argument("--checkpoint", default="best.pth", help="file in the run folder to ship (default best.pth)")
+    ship.add_argument("--eval-split", default="val", help="split measured for the manifest (default val)")
+    add_models_dir(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    command = "python main.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if args.export_only:
+        if not args.name:
+            raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
+        from ..training.ship import ship_run
+        entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
+                         split=args.eval_split, checkpoint=args.checkpoint)
+        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}  ({entry['onnx']})")
+        return 0
+    if not args.out:
+        raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
+    if args.epochs < 1 or args.batch < 1:
+        raise StudioError("--epochs and --batch must be at least 1")
+    if not Path(args.data).is_dir():
+        raise StudioError(f"dataset folder not found: {args.data}")
+    from ..training.trainer import TrainConfig, train
+
+    cfg = TrainConfig(
+        variant=args.variant, data=args.data, out=args.out, epochs=args.epochs, batch=args.batch,
+        crop=tuple(args.crop), lr=args.lr, head_lr_mult=args.head_lr_mult, weight_decay=args.weight_decay,
+        warmup_iters=args.warmup_iters, poly_power=args.poly_power, scale_range=tuple(args.scale_range),
+        cat_max_ratio=args.cat_max_ratio, rare_crop=args.rare_crop, class_weight=args.class_weight,
+        label_smoothing=args.label_smoothing, drop_path=args.drop_path, ema=args.ema, eval_every=args.eval_every,
+        seed=args.seed, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
+        command=command,
+    )
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    best = summary["best"]
+    print(f"done: {summary['iter']} iterations, best val mIoU {best['miou'] * 100:.2f} "
+          f"(epoch {best['epoch']}, {best['source']}) -> {Path(args.out) / 'best.pth'}")
+    if args.name:
+        from ..training.ship import ship_run
+        entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
+                         split=args.eval_split, checkpoint=args.checkpoint)
+        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}")
+    return 0
