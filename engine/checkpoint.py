@@ -68,12 +68,15 @@ def load_model(path: Path):
 
 
 def import_checkpoint(path: Path, dataset: str, name: str | None = None, models_dir: Path | None = None,
-                      made_by: str | None = None, accuracy: dict | None = None, notes: str = "") -> ModelEntry:
+                      made_by: str | None = None, accuracy: dict | None = None, notes: str = "",
+                      expected_variant: str | None = None) -> ModelEntry:
     """Export an official checkpoint to ONNX and register it; nothing is written on failure."""
     from .export import export_onnx
 
     info = dataset_info(dataset)
     model, variant = load_model(Path(path))
+    if expected_variant and variant != expected_variant:
+        raise CheckpointError(f"{Path(path).name} is a TopFormer-{variant}, not the expected {expected_variant}")
     if model.num_classes != info.num_classes:
         raise CheckpointError(
             f"class-count mismatch: the checkpoint predicts {model.num_classes} classes, "

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from . import add_models_dir
@@ -74,9 +73,9 @@ def _download(args: argparse.Namespace) -> int:
     from ..download import OFFICIAL_CHECKPOINTS, download_checkpoint
 
     official = OFFICIAL_CHECKPOINTS[args.variant]
-    path = download_checkpoint(args.variant, base_url=args.base_url, cache_dir=args.cache_dir, progress=sys.stderr.isatty() or True)
+    path = download_checkpoint(args.variant, base_url=args.base_url, cache_dir=args.cache_dir, progress=True)
     entry = import_checkpoint(
-        path, "ade20k", name=args.name or f"ade20k-{args.variant}", models_dir=args.models_dir,
+        path, "ade20k", name=args.name or f"ade20k-{args.variant}", models_dir=args.models_dir, expected_variant=args.variant,
         made_by=f"python main.py models download {args.variant} (official checkpoint, Google Drive id {official.file_id})",
         accuracy={"split": "ADE20K val (official, single scale)", "miou": official.miou / 100, "measured_by": "hustvl/TopFormer README"},
         notes="official TopFormer ADE20K checkpoint (4x8 GPU run)",
