@@ -116,7 +116,7 @@ def _fetch(url: str, part: Path, progress: bool, timeout: float, label: str) -> 
 def _progress_bar(total: int | None, initial: int, label: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False)
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label, leave=False, disable=None)  # None: no bar when not a terminal
 
 
 def _check_is_checkpoint(path: Path, label: str) -> None:

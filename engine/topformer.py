@@ -271,9 +271,10 @@ class SimpleHead(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, depthwise: bool, dropout: float = 0.1):
         super().__init__()
-        self.linear_fuse = ConvNormAct(channels, channels, groups=channels if depthwise else 1, relu=True)
-        self.dropout = nn.Dropout2d(dropout)
+        # Registration order = official state_dict order (mmseg's base head makes conv_seg first).
         self.conv_seg = nn.Conv2d(channels, num_classes, 1)
+        self.dropout = nn.Dropout2d(dropout)
+        self.linear_fuse = ConvNormAct(channels, channels, groups=channels if depthwise else 1, relu=True)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
         x = feats[0]

@@ -70,8 +70,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_models_dir(parser)
 
 
+def _command_line(args: argparse.Namespace) -> str:
+    """The exact command as typed when run from a shell, else (called in-process, e.g. by
+    tests) an equivalent one rebuilt from the parsed options."""
+    if sys.argv[1:2] == ["train"]:
+        return "python main.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    parts = []
+    for key, value in vars(args).items():
+        if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif key == "crop":
+            parts += [flag, f"{value[0]}x{value[1]}"]
+        elif key == "scale_range":
+            parts += [flag, f"{value[0]},{value[1]}"]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return "python main.py train " + " ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
-    command = "python main.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = _command_line(args)
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")

@@ -56,6 +56,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 2
+    channels_last: bool = True  # ~1.5x faster convolutions on CPU
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None
     num_classes: int = 11
@@ -140,7 +141,7 @@ def validate(model: nn.Module, images: list[np.ndarray], labels: list[np.ndarray
         h, w = lbl.shape
         ih, iw = D.round_to_multiple(h), D.round_to_multiple(w)
         x = img if (ih, iw) == (h, w) else __import__("cv2").resize(img, (iw, ih), interpolation=1)
-        t = torch.from_numpy(D.normalise(x[None], MEAN_RGB, STD_RGB)).to(device)
+        t = torch.from_numpy(D.normalise(x[None], MEAN_RGB, STD_RGB)).to(device).contiguous(memory_format=torch.channels_last)
         logits = model(t)
         logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
         pred = logits.argmax(1)[0].cpu()
@@ -210,6 +211,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
     groups = param_groups(model, cfg)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
@@ -218,6 +221,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         raise StudioError(f"batch {cfg.batch} is larger than the {len(images)} training images")
     total_iters = iters_per_epoch * cfg.epochs
     start_epoch, it, best = 0, 0, {"miou": -1.0, "epoch": -1, "source": ""}
+    train_s_before = 0.0  # wall time of earlier sessions of this run (resumes add up)
 
     if resume:
         model.load_state_dict(ckpt["model"])
@@ -225,6 +229,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         start_epoch, it, best = ckpt["epoch"], ckpt["iter"], ckpt["best"]
+        train_s_before = float(ckpt.get("train_s", 0.0))
         torch.set_rng_state(ckpt["torch_rng"])
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -247,6 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         for idx in make_batches(len(images), cfg.batch, rng):
             crops = [D.augment(images[i], labels[i], rng, aug, rare_weight if cfg.rare_crop > 0 else None) for i in idx]
             x = torch.from_numpy(D.normalise(np.stack([c[0] for c in crops]), MEAN_RGB, STD_RGB)).to(device)
+            x = x.contiguous(memory_format=fmt)
             y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64)).to(device)
             f = lr_factor(it, total_iters, cfg)
             for g in optimizer.param_groups:
@@ -280,10 +286,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             if ema is not None:
                 ema_model = build_model(cfg).to(device)
                 ema_model.load_state_dict(ema.state)
+                ema_model = ema_model.to(memory_format=fmt)
                 me = validate(ema_model, val_images, val_labels, cfg, device)
                 record.update(miou_ema=me["miou"], pixel_acc_ema=me["pixel_acc"])
                 candidates.append(("ema", me, ema.state))
             record["eval_s"] = round(time.time() - t0, 1)
+            record["train_s"] = round(train_s_before + time.time() - t_start, 1)
             record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             for source, mm, sd in candidates:
                 if mm["miou"] > best["miou"]:
@@ -300,11 +308,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             (bar.write if bar is not None else print)(msg)
         atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "ema": ema.state_dict() if ema is not None else None, "epoch": done, "iter": it,
-                     "best": best, "torch_rng": torch.get_rng_state(),
+                     "best": best, "train_s": train_s_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
                      "np_rng": _rng_for_epoch(cfg, done).bit_generator.state}, last)
         epochs_done += 1
         if stop_after_epochs is not None and epochs_done >= stop_after_epochs and done < cfg.epochs:
             break
     if bar is not None:
         bar.close()
-    return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start, "out": str(out)}
+    return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start,
+            "train_s": train_s_before + time.time() - t_start, "out": str(out)}

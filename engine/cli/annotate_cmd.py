@@ -1,0 +1,122 @@
+"""``main.py annotate VIDEO --model NAME --out DIR``: masks, overlay video, stats and CVAT export.
+
+A tqdm bar shows frames/s and the ETA on stderr. ``--json`` ends with one JSON line on stdout
+with the frames/s of the whole pipeline and its ratio to ``Segmenter.segment`` alone on a sample
+of the same frames, measured in the same run (half before the job, half after, to even out load).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# FFmpeg's own log lines (codec probes, damaged packets) would break the one-line error
+# contract on stderr; errors are reported by the job itself. Must be set before OpenCV opens
+# its first video, which happens only inside run().
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+from .. import annotate as ann  # noqa: E402
+from . import add_models_dir  # noqa: E402
+
+SAMPLE_FRAMES = 24
+
+
+def _scale(value: str):
+    if value in ("full", "half"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"scale must be full, half or a number, not {value!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("video", help="video file to annotate")
+    parser.add_argument("--model", required=True, help="installed model name (see: main.py models list)")
+    add_models_dir(parser)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--scale", type=_scale, default="full", help="network input: full, half or a factor (default full)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="process every Nth frame (default 1)")
+    parser.add_argument("--start", default=None, metavar="T", help="start time, seconds or [hh:]mm:ss")
+    parser.add_argument("--end", default=None, metavar="T", help="end time (exclusive), seconds or [hh:]mm:ss")
+    parser.add_argument("--formats", default=",".join(ann.FORMATS),
+                        help=f"comma-separated outputs (default {','.join(ann.FORMATS)})")
+    parser.add_argument("--opacity", type=float, default=0.5, help="mask opacity in overlay.mp4 (default 0.5)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue an interrupted job in DIR")
+    group.add_argument("--overwrite", action="store_true", help="replace a previous job's outputs in DIR")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a final JSON line with frames/s and the ratio to the engine's own segment speed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    options = ann.AnnotateOptions(
+        video=args.video, model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
+        every=args.every, start=args.start, end=args.end, formats=args.formats, opacity=args.opacity,
+        resume=args.resume, overwrite=args.overwrite, threads=args.threads)
+    job = ann.AnnotateJob(options).prepare()
+    seg = job.segmenter
+    total = len(job.indices)
+    err = sys.stderr
+    print(f"annotating {job.video.name} ({job.width}x{job.height}, {job.fps:g} fps): {total} frames "
+          f"[{ann.frame_name(job.indices[0])}..{ann.frame_name(job.indices[-1])}] with {seg.name} "
+          f"at {job.scale} scale (input {job.input_hw[1]}x{job.input_hw[0]}) -> {job.out}", file=err)
+
+    baseline = []
+    sample = []
+    if args.json:
+        sample = ann.sample_frames(job.video, job.indices, SAMPLE_FRAMES)
+        half = len(sample) // 2 or len(sample)
+        baseline.append(ann.segment_fps(seg, sample[:half], job.scale))
+
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, unit="frame", desc="annotate", file=err, dynamic_ncols=True, smoothing=0.1,
+                   mininterval=0.5, disable=None)  # disable=None: no bar when stderr is not a terminal
+
+    def progress(p: ann.Progress) -> None:
+        if bar is not None and p.done > bar.n:
+            bar.update(p.done - bar.n)
+
+    try:
+        result = job.run(progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"interrupted: finished frames are kept; continue with --resume --out {job.out}", file=err)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if result.already_complete:
+        print(f"{job.out} is already complete ({result.frames} frames); nothing to do", file=err)
+    else:
+        if result.codec:
+            note = "" if result.codec == "avc1" else " (this OpenCV build cannot write H.264)"
+            print(f"overlay codec: {result.codec} ({result.codec_name}){note}", file=err)
+        resumed = result.summary["run"]["resumed_from_frame"]
+        print(f"done: {result.frames} frames ({result.inferred} segmented"
+              f"{f', {resumed} kept from before' if resumed else ''}) in {result.seconds:.1f} s, "
+              f"{result.fps:.2f} frames/s -> {job.out}: {', '.join(result.files)}", file=err)
+
+    if args.json:
+        second = sample[len(sample) // 2:] if len(sample) > 1 else sample
+        baseline.append(ann.segment_fps(seg, second, job.scale))
+        n = sum(len(s) for s in (sample[: len(sample) // 2 or len(sample)], second))
+        secs = sum(b[1] for b in baseline)
+        seg_fps = n / secs if secs > 0 else 0.0
+        fps = result.fps
+        print(json.dumps({
+            "frames": result.frames, "segmented": result.inferred, "seconds": round(result.seconds, 3),
+            "fps": round(fps, 3), "segment_fps": round(seg_fps, 3), "segment_sample_frames": n,
+            "ratio": round(fps / seg_fps, 3) if seg_fps > 0 and result.inferred else None,
+            "model": seg.name, "scale": job.scale, "input_size": list(job.input_hw),
+            "codec": result.codec, "out": str(job.out), "already_complete": result.already_complete,
+        }))
+    return 0

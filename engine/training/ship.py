@@ -1,0 +1,101 @@
+"""Ship a training run: export its checkpoint to ONNX into a models folder, then measure it.
+
+The accuracy written into the manifest is measured by the same code as
+``python main.py eval`` (ONNX through the Segmenter), after installation, so the number
+in the manifest is exactly what ``eval`` reproduces from a clean clone.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..datasets import dataset_info
+from ..errors import StudioError
+from ..registry import ModelEntry, Registry
+from ..topformer import create_model
+
+
+def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch.nn.Module, dict, dict]:
+    """(model in eval mode, checkpoint dict, run config) from RUN/best.pth or RUN/last.pth.
+
+    best.pth holds the best-scoring weights (raw or EMA); last.pth holds both, and its EMA
+    weights are used when present (they are the ones that generalise better)."""
+    path = run_dir / checkpoint
+    if not path.is_file():
+        raise StudioError(f"no checkpoint {path}: train first (python main.py train --out {run_dir} ...)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # corrupt or not a torch file
+        raise StudioError(f"cannot read {path}: {exc}") from None
+    cfg = ckpt.get("config") or {}
+    if "state_dict" in ckpt:
+        state = ckpt["state_dict"]
+    elif "model" in ckpt:
+        state = ckpt["ema"]["state"] if ckpt.get("ema") else ckpt["model"]
+    else:
+        raise StudioError(f"{path} is not a training checkpoint of this project")
+    variant = ckpt.get("variant") or cfg.get("variant")
+    num_classes = ckpt.get("num_classes") or cfg.get("num_classes")
+    model = create_model(variant, num_classes)
+    model.load_state_dict(state, strict=True)
+    return model.eval(), ckpt, cfg
+
+
+def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = "../shared/datasets/camvid",
+             split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None) -> dict:
+    """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
+    Segmenter and record command, epochs and measured accuracy in the manifest.
+    Returns a summary dict (name, onnx, miou, pixel_acc)."""
+    from ..evaluate import evaluate_model
+    from ..export import export_onnx
+
+    run_dir = Path(run_dir)
+    model, ckpt, cfg = load_run_weights(run_dir, checkpoint)
+    info = dataset_info(dataset)
+    if model.num_classes != info.num_classes:
+        raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
+    last = run_dir / "last.pth"
+    state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
+    epochs_done, epochs_planned = state.get("epoch"), cfg.get("epochs")
+    train_s = state.get("train_s")
+    best_epoch = ckpt.get("epoch", epochs_done)
+    source = ckpt.get("source", "ema" if ckpt.get("ema") else "model")
+    command = cfg.get("command") or ""
+    extra = cfg.get("extra") or {}
+    training = {
+        "run": run_dir.name, "command": command, "resumed_with": extra.get("resumed_with"),
+        "epochs": epochs_planned, "epochs_done": epochs_done, "weights_epoch": best_epoch, "weights": source,
+        "train_s": round(train_s, 1) if train_s else None,
+        "recipe": {k: cfg.get(k) for k in ("batch", "crop", "lr", "head_lr_mult", "weight_decay", "warmup_iters",
+                                            "scale_range", "rare_crop", "class_weight", "label_smoothing",
+                                            "drop_path", "ema", "seed")},
+    }
+    registry = Registry(models_dir)
+    registry.dir.mkdir(parents=True, exist_ok=True)
+    notes = (f"TopFormer-{model.variant} trained from scratch on CamVid train by this project: "
+             f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done); "
+             f"training: {json.dumps(training)}")
+    with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
+        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
+        entry = ModelEntry(name=name, variant=model.variant, dataset=dataset, classes=list(info.classes),
+                           palette=[list(c) for c in info.palette], onnx="", sha256="",
+                           made_by=command or f"python main.py train --export-only {run_dir} --name {name}",
+                           notes=notes)
+        registry.add(entry, onnx_tmp, move=True)
+    t0 = time.time()
+    res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
+    accuracy = {
+        "split": split, "miou": round(res.metrics["miou"], 6), "pixel_acc": round(res.metrics["pixel_acc"], 6),
+        "per_class": {k: (None if v is None else round(v, 6)) for k, v in res.metrics["per_class"].items()},
+        "images": res.images, "scale": res.scale,
+        "measured_by": f"python main.py eval --model {name} --split {split} --json"
+                       + (f" --limit {limit}" if limit else ""),
+        "epochs": epochs_planned, "epochs_done": epochs_done,
+    }
+    registry.update_accuracy(name, accuracy)
+    return {"name": name, "onnx": str(registry.dir / f"{name}.onnx"), "miou": res.metrics["miou"],
+            "pixel_acc": res.metrics["pixel_acc"], "eval_s": time.time() - t0, "training": training}

@@ -1,0 +1,205 @@
+"""The headless commands as a user runs them: models import/list/download, segment, bench."""
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.download import OFFICIAL_CHECKPOINTS
+from engine.registry import Registry
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_import_list_and_bad_checkpoints(tmp_path, shared_dir):
+    models = tmp_path / "m"
+    proc = cli("models", "import", str(shared_dir / "reference" / "random-small.pth"), "--dataset", "ade20k",
+               "--name", "s", "--models-dir", str(models))
+    assert proc.returncode == 0, proc.stderr
+    entry = Registry(models).get("s")
+    assert entry.variant == "small" and entry.num_classes == 150 and len(entry.palette) == 150
+    assert "models import random-small.pth" in entry.made_by
+    listing = cli("models", "list", "--models-dir", str(models))
+    assert listing.returncode == 0 and "small" in listing.stdout and "ade20k" in listing.stdout
+
+    before = sorted(p.name for p in models.iterdir())
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes((shared_dir / "reference" / "random-tiny.pth").read_bytes()[:100_000])
+    assert "not a readable PyTorch checkpoint" in one_line_error(
+        cli("models", "import", str(corrupt), "--dataset", "ade20k", "--models-dir", str(models)))
+    assert "class-count mismatch" in one_line_error(
+        cli("models", "import", str(shared_dir / "reference" / "random-tiny.pth"), "--dataset", "camvid",
+            "--models-dir", str(models)))
+    assert "does not exist" in one_line_error(
+        cli("models", "import", str(tmp_path / "missing.pth"), "--dataset", "ade20k", "--models-dir", str(models)))
+    import torch
+
+    other = tmp_path / "other.pth"
+    torch.save({"state_dict": {"decode_head.conv_seg.weight": torch.zeros(150, 64, 1, 1)}}, other)
+    assert "unknown layout" in one_line_error(
+        cli("models", "import", str(other), "--dataset", "ade20k", "--models-dir", str(models)))
+    assert sorted(p.name for p in models.iterdir()) == before  # nothing half-written
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_segment_image_video_and_errors(tmp_path, random_models_dir, shared_dir, videos):
+    sample = shared_dir / "datasets" / "ade20k" / "samples" / "ADE_val_00000001.jpg"
+    out, labels = tmp_path / "o.png", tmp_path / "l.png"
+    proc = cli("segment", str(sample), "--model", "ade20k-tiny", "--models-dir", str(random_models_dir),
+               "--out", str(out), "--labels", str(labels))
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(sample))
+    ids = cv2.imread(str(labels), cv2.IMREAD_UNCHANGED)
+    assert ids.shape == image.shape[:2] and ids.dtype == np.uint8 and ids.max() < 150
+    assert cv2.imread(str(out)).shape == image.shape
+
+    video = tmp_path / "o.mp4"
+    proc = cli("segment", str(videos / "highway-1280x720-short.mp4"), "--model", "tiny-random", "--scale", "half",
+               "--models-dir", str(random_models_dir), "--out", str(video))
+    assert proc.returncode == 0, proc.stderr
+    cap = cv2.VideoCapture(str(video))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 38
+    cap.release()
+
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    for args, message in [
+        ([str(tmp_path / "missing.mp4")], "does not exist"),
+        ([str(not_video)], "not a readable video"),
+        ([str(sample), "--model", "nope"], "no model named 'nope'"),
+    ]:
+        base = ["segment", *args[:1], "--models-dir", str(random_models_dir), "--out", str(tmp_path / "x.mp4")]
+        extra = args[1:] or ["--model", "tiny-random"]
+        assert message in one_line_error(cli(*base, *extra))
+    assert "does not exist" in one_line_error(cli("segment", str(sample), "--model", "tiny-random", "--models-dir",
+                                                  str(random_models_dir), "--out", str(tmp_path / "no" / "x.png")))
+    assert not (tmp_path / "x.mp4").exists()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_bench_json(random_models_dir):
+    proc = cli("bench", "--json", "--models", "tiny-random", "--repeat", "1", "--models-dir", str(random_models_dir))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    rows = report["rows"]
+    assert {(r["frame"], r["scale"]) for r in rows} == {(f, s) for f in ("1280x720", "640x480") for s in ("full", "half")}
+    for r in rows:
+        assert r["raw_ms"] > 0 and r["segmenter_ms"] > 0 and r["naive_ms"] > 0
+        assert r["overhead_ratio"] == pytest.approx(r["segmenter_ms"] / r["raw_ms"], rel=0.01)
+    full = {r["frame"]: r["input"] for r in rows if r["scale"] == "full"}
+    assert full == {"1280x720": "1280x704", "640x480": "640x480"}
+
+
+class _CheckpointServer(http.server.BaseHTTPRequestHandler):
+    """Serves one file at /<id>, honouring Range; can drop the first transfer or send HTML."""
+
+    payload = b""
+    mode = "ok"
+    drops_left = 0
+
+    def do_GET(self):  # noqa: N802 - http.server naming
+        cls = type(self)
+        if cls.mode == "html":
+            body = b"<!DOCTYPE html><html><body>Google Drive - Quota exceeded</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        start = 0
+        if (rng := self.headers.get("Range")) and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+        body = cls.payload[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if cls.drops_left > 0:
+            cls.drops_left -= 1
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def checkpoint_server(shared_dir):
+    _CheckpointServer.payload = (shared_dir / "reference" / "topformer-tiny-ade20k.pth").read_bytes()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CheckpointServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_download_resumes_after_dropped_connection(tmp_path, checkpoint_server):
+    _, url = checkpoint_server
+    _CheckpointServer.mode, _CheckpointServer.drops_left = "ok", 2
+    models, cache = tmp_path / "m", tmp_path / "cache"
+    proc = cli("models", "download", "tiny", "--base-url", url, "--cache-dir", str(cache), "--models-dir", str(models))
+    assert proc.returncode == 0, proc.stderr
+    assert _CheckpointServer.drops_left == 0
+    entry = Registry(models).get("ade20k-tiny")
+    assert entry.variant == "tiny" and entry.accuracy["miou"] == pytest.approx(0.346)
+    assert OFFICIAL_CHECKPOINTS["tiny"].file_id in entry.made_by
+    saved = cache / OFFICIAL_CHECKPOINTS["tiny"].file_name
+    assert saved.read_bytes() == _CheckpointServer.payload
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_download_resumes_a_partial_file_from_an_earlier_run(tmp_path, checkpoint_server):
+    _, url = checkpoint_server
+    _CheckpointServer.mode, _CheckpointServer.drops_left = "ok", 0
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    part = cache / (OFFICIAL_CHECKPOINTS["tiny"].file_name + ".part")
+    part.write_bytes(_CheckpointServer.payload[:1_000_000])
+    from engine.download import download_checkpoint
+
+    path = download_checkpoint("tiny", base_url=url, cache_dir=cache, progress=False)
+    assert path.read_bytes() == _CheckpointServer.payload and not part.exists()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_download_rejects_a_web_page(tmp_path, checkpoint_server):
+    _, url = checkpoint_server
+    _CheckpointServer.mode = "html"
+    models = tmp_path / "m"
+    proc = cli("models", "download", "small", "--base-url", url, "--cache-dir", str(tmp_path / "c"),
+               "--models-dir", str(models))
+    assert "web page" in one_line_error(proc)
+    assert not models.exists() or not any(models.iterdir())
+    assert not any((tmp_path / "c").iterdir())
