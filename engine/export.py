@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .topformer import MEAN_RGB, STD_RGB, TopFormer
@@ -41,40 +42,67 @@ def _source_index(out_len: torch.Tensor, in_len: torch.Tensor):
     return low, high, weight
 
 
-def labels_from_logits(logits: torch.Tensor, out_h: torch.Tensor, out_w: torch.Tensor) -> torch.Tensor:
-    """argmax(bilinear_upsample(logits)) for batch 1, computing the blend only at boundaries.
+class _CellLookup(torch.autograd.Function):
+    """Nearest resize that picks, for each output pixel, its top-left bilinear neighbour.
 
-    Returns int64 [out_h, out_w].
+    That is ONNX ``Resize`` with half_pixel coordinates and floor rounding, an optimised
+    kernel in ONNX Runtime; PyTorch cannot express it through ``F.interpolate``, so the
+    graph node is written here and eager mode gathers the same indices.
     """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, out_size: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        ys = _source_index(out_size[0], torch.as_tensor(x.shape[2]))[0]
+        xs = _source_index(out_size[1], torch.as_tensor(x.shape[3]))[0]
+        return x.index_select(2, ys).index_select(3, xs)
+
+    @staticmethod
+    def symbolic(g, x, out_size):
+        lead = g.op("Constant", value_t=torch.tensor([1, 2], dtype=torch.int64))
+        sizes = g.op("Concat", lead, out_size, axis_i=0)
+        empty = g.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+        return g.op("Resize", x, empty, empty, sizes, mode_s="nearest",
+                    coordinate_transformation_mode_s="half_pixel", nearest_mode_s="floor")
+
+
+def labels_from_logits(logits: torch.Tensor, out_size: torch.Tensor) -> torch.Tensor:
+    """argmax(bilinear_upsample(logits)) for batch 1, blending logits only at class boundaries.
+
+    A coarse cell (a pixel and its right, lower and lower-right neighbours, edges
+    replicated) is *uniform* when its four argmax classes agree; then every output pixel
+    whose bilinear neighbours are that cell has that class. A nearest lookup carries the
+    cell classes and flags to full size; only the other pixels are blended exactly,
+    gathering [K, C] rows of logits. Returns uint8 [out_h, out_w].
+    """
+    out_h, out_w = out_size[0], out_size[1]
     c, h, w = logits.shape[1], logits.shape[2], logits.shape[3]
     h_t = torch.as_tensor(h) if not isinstance(h, torch.Tensor) else h
     w_t = torch.as_tensor(w) if not isinstance(w, torch.Tensor) else w
+    coarse = logits[0].argmax(0).to(torch.float32)[None, None]  # class ids are exact in float32
+    padded = F.pad(coarse, (0, 1, 0, 1), mode="replicate")
+    uniform = (F.max_pool2d(padded, 2, 1) == -F.max_pool2d(-padded, 2, 1)).to(torch.float32)
+    cells = _CellLookup.apply(torch.cat([coarse, uniform], 1), out_size)
+    labels = cells[0, 0].reshape(-1)
+    idx = torch.nonzero(cells[0, 1].reshape(-1) == 0).reshape(-1)
+
     y0, y1, wy = _source_index(out_h, h_t)
     x0, x1, wx = _source_index(out_w, w_t)
-    coarse = logits[0].argmax(0)  # [h, w]
-    rows0, rows1 = coarse.index_select(0, y0), coarse.index_select(0, y1)
-    a00, a01 = rows0.index_select(1, x0), rows0.index_select(1, x1)
-    a10, a11 = rows1.index_select(1, x0), rows1.index_select(1, x1)
-    boundary = (a00 != a01) | (a00 != a10) | (a00 != a11)
-
-    labels = a00.reshape(-1)
-    idx = torch.nonzero(boundary.reshape(-1)).reshape(-1)
     out_w64 = out_w.to(torch.int64)
     yy = torch.div(idx, out_w64, rounding_mode="floor")
     xx = idx - yy * out_w64
-    ty0, ty1, twy = y0[yy], y1[yy], wy[yy]
-    tx0, tx1, twx = x0[xx], x1[xx], wx[xx]
-    flat = logits[0].reshape(c, -1)
+    ty0, ty1, twy = y0[yy], y1[yy], wy[yy].unsqueeze(1)
+    tx0, tx1, twx = x0[xx], x1[xx], wx[xx].unsqueeze(1)
+    rows = logits[0].reshape(c, -1).transpose(0, 1)  # [h*w, C]: one contiguous row per pixel
     w64 = w_t.to(torch.int64)
 
     def gather(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
-        return flat.index_select(1, yi * w64 + xi)
+        return rows.index_select(0, yi * w64 + xi)
 
     top = gather(ty0, tx0) * (1.0 - twx) + gather(ty0, tx1) * twx
     bottom = gather(ty1, tx0) * (1.0 - twx) + gather(ty1, tx1) * twx
     blend = top * (1.0 - twy) + bottom * twy
-    labels = labels.scatter(0, idx, blend.argmax(0))
-    return labels.reshape(out_h, out_w)
+    labels = labels.scatter(0, idx, blend.argmax(1).to(torch.float32))
+    return labels.reshape(out_h, out_w).to(torch.uint8)
 
 
 class DeployGraph(nn.Module):
@@ -90,8 +118,7 @@ class DeployGraph(nn.Module):
     def forward(self, image: torch.Tensor, out_size: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).index_select(1, self.bgr_to_rgb).to(torch.float32)
         logits = self.model((x - self.mean) * self.inv_std)
-        labels = labels_from_logits(logits, out_size[0], out_size[1])
-        return labels.to(torch.uint8).unsqueeze(0)
+        return labels_from_logits(logits, out_size).unsqueeze(0)
 
 
 def export_onnx(model: TopFormer, path: Path, metadata: dict | None = None, sample_hw: tuple[int, int] = (256, 320)) -> Path:
