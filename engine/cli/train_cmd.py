@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=["tiny", "small", "base"], default="tiny")
     parser.add_argument("--data", default="../shared/datasets/camvid", help="CamVid-layout folder")
     parser.add_argument("--out", help="run folder (checkpoints, log.jsonl), e.g. runs/tiny-a")
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="planned epochs (default 200; with --resume: change the plan of the run)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -103,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
+    new_epochs = args.epochs if args.resume else None
+    args.epochs = args.epochs or 200
     if args.epochs < 1 or args.batch < 1:
         raise StudioError("--epochs and --batch must be at least 1")
     if not Path(args.data).is_dir():
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
         command=command,
     )
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress, new_epochs=new_epochs)
     best = summary["best"]
     print(f"done: {summary['iter']} iterations, best val mIoU {best['miou'] * 100:.2f} "
           f"(epoch {best['epoch']}, {best['source']}) -> {Path(args.out) / 'best.pth'}")

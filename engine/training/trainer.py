@@ -175,9 +175,13 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 # --------------------------------------------------------------------------- main loop
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_epochs: int | None = None) -> dict:
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_epochs: int | None = None,
+          new_epochs: int | None = None) -> dict:
     """Train (or resume) a run; returns the final summary. ``stop_after_epochs`` ends this
-    call early after that many epochs (tests interrupt a run this way)."""
+    call early after that many epochs (tests interrupt a run this way). ``new_epochs`` on
+    resume changes the planned length: the poly schedule is a function of (iteration,
+    total), so the lr simply follows the new curve from the current iteration on; used to
+    fit a run into the CPU time that is really available (recorded in the config)."""
     out = Path(cfg.out)
     last = out / "last.pth"
     if resume:
@@ -188,8 +192,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         # The recipe comes from the checkpoint; only where/how to run may change.
         keep = {k: getattr(cfg, k) for k in ("device", "threads", "out", "command")}
         cfg = TrainConfig(**{**saved, **keep, "crop": tuple(saved["crop"]), "scale_range": tuple(saved["scale_range"])})
+        if new_epochs is not None and new_epochs != cfg.epochs:
+            if new_epochs <= ckpt["epoch"]:
+                raise StudioError(f"--epochs {new_epochs}: the run has already done {ckpt['epoch']} epochs")
+            changes = list(saved.get("extra", {}).get("epochs_changed", []))
+            changes.append({"at_epoch": ckpt["epoch"], "from": cfg.epochs, "to": new_epochs})
+            cfg.extra = {**cfg.extra, "epochs_changed": changes}
+            cfg.epochs = new_epochs
         if cfg.command and saved.get("command"):
-            cfg.extra = {**saved.get("extra", {}), "resumed_with": cfg.command}
+            cfg.extra = {**saved.get("extra", {}), **cfg.extra, "resumed_with": cfg.command}
             cfg.command = saved["command"]
     elif last.is_file():
         raise StudioError(f"{out} already holds a run: pass --resume to continue it or choose another --out")

@@ -1,0 +1,275 @@
+"""Training: CamVid loader, augmentations, lr schedule, a short real run, exact --resume, shipping."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import run_command
+from engine.errors import StudioError
+from engine.training import data as D
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def camvid(shared_dir) -> Path:
+    return shared_dir / "datasets" / "camvid"
+
+
+def _fake_dataset(root: Path, n: int = 3, split: str = "train") -> Path:
+    """A tiny CamVid-layout folder (for error paths that need no real data)."""
+    import cv2
+
+    (root / "images" / split).mkdir(parents=True)
+    (root / "labels" / split).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        cv2.imwrite(str(root / "images" / split / f"f{i}.png"), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+        cv2.imwrite(str(root / "labels" / split / f"f{i}.png"), rng.integers(0, 12, (64, 96), dtype=np.uint8))
+    return root
+
+
+# ----------------------------------------------------------------- loader and augmentation
+
+def test_list_samples_errors(tmp_path):
+    with pytest.raises(StudioError, match="not found"):
+        D.list_samples(tmp_path / "missing", "train")
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    (tmp_path / "labels" / "val").mkdir(parents=True)
+    with pytest.raises(StudioError, match="empty"):
+        D.list_samples(tmp_path, "val")
+    with pytest.raises(StudioError, match="no split"):
+        D.list_samples(tmp_path, "test")
+    (tmp_path / "images" / "val" / "a.jpg").write_bytes(b"x")
+    with pytest.raises(StudioError, match="no label"):
+        D.list_samples(tmp_path, "val")
+
+
+def test_any_folder_in_the_layout_works(tmp_path):
+    root = _fake_dataset(tmp_path / "ds", n=2)
+    images, labels = D.load_split(root, "train")
+    assert [im.shape for im in images] == [(64, 96, 3)] * 2
+    assert [lb.shape for lb in labels] == [(64, 96)] * 2 and labels[0].dtype == np.uint8
+
+
+@pytest.mark.shared
+def test_real_camvid_samples_load(camvid):
+    samples = D.list_samples(camvid, "train")
+    assert len(samples) == 367
+    images, labels = D.load_split(camvid, "val", limit=2)
+    assert images[0].shape == (360, 480, 3) and labels[0].shape == (360, 480)
+    assert labels[0].max() <= 11 and set(np.unique(labels[0])) - set(range(12)) == set()
+
+
+@pytest.mark.shared
+def test_augment_shapes_and_ignore_padding(camvid):
+    images, labels = D.load_split(camvid, "train", limit=2)
+    rng = np.random.default_rng(1)
+    cfg = D.AugConfig(crop=(288, 384))
+    for img, lbl in zip(images, labels):
+        for _ in range(5):
+            a, b = D.augment(img, lbl, rng, cfg)
+            assert a.shape == (288, 384, 3) and a.dtype == np.uint8
+            assert b.shape == (288, 384) and b.dtype == np.uint8
+            assert b.max() <= 11
+    # At scale 0.5 the image (180x240) is smaller than the crop: padding must be void.
+    small = D.AugConfig(crop=(288, 384), scale_range=(0.5, 0.5), flip=False, photometric=False)
+    a, b = D.augment(images[0], labels[0], np.random.default_rng(0), small)
+    assert (b[180:, :] == 11).all() and (b[:, 240:] == 11).all()
+    assert (a[180:, :] == 0).all()
+    assert (b[:180, :240] == D.random_scale(images[0], labels[0], np.random.default_rng(0), 0.5, 0.5)[1]).all()
+    # Flip mirrors image and label together (same rng: same crop, then the flip draw).
+    kw = dict(crop=(288, 384), scale_range=(1.0, 1.0), photometric=False)
+    flips = 0
+    for seed in range(8):
+        a0, b0 = D.augment(images[0], labels[0], np.random.default_rng(seed), D.AugConfig(flip=False, **kw))
+        a1, b1 = D.augment(images[0], labels[0], np.random.default_rng(seed), D.AugConfig(flip=True, **kw))
+        if not np.array_equal(b0, b1):
+            flips += 1
+            assert np.array_equal(b1, b0[:, ::-1]) and np.array_equal(a1, a0[:, ::-1])
+        else:
+            assert np.array_equal(a0, a1)
+    assert 0 < flips < 8
+
+
+@pytest.mark.shared
+def test_rare_crop_centres_on_rare_classes(camvid):
+    images, labels = D.load_split(camvid, "train", limit=6)
+    freq = D.class_frequencies(labels, 11)
+    weight = 1.0 / np.sqrt(np.maximum(freq, 1e-6))
+    rare = freq < 0.02  # pole, sign, fence, pedestrian, bicyclist...
+    cfg_on = D.AugConfig(crop=(96, 128), scale_range=(1.0, 1.0), rare_crop=1.0, photometric=False)
+    cfg_off = D.AugConfig(crop=(96, 128), scale_range=(1.0, 1.0), rare_crop=0.0, photometric=False)
+    rng_on, rng_off = np.random.default_rng(0), np.random.default_rng(0)
+    on = off = 0.0
+    for _ in range(5):
+        for img, lbl in zip(images, labels):
+            on += rare[np.minimum(D.augment(img, lbl, rng_on, cfg_on, weight)[1], 10)].mean()
+            off += rare[np.minimum(D.augment(img, lbl, rng_off, cfg_off, weight)[1], 10)].mean()
+    assert on > 1.3 * off
+
+
+def test_augment_is_deterministic_given_the_rng():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (100, 140, 3), dtype=np.uint8)
+    lbl = rng.integers(0, 12, (100, 140), dtype=np.uint8)
+    cfg = D.AugConfig(crop=(64, 96))
+    a1, b1 = D.augment(img, lbl, np.random.default_rng(3), cfg)
+    a2, b2 = D.augment(img, lbl, np.random.default_rng(3), cfg)
+    assert (a1 == a2).all() and (b1 == b2).all()
+    a3, _ = D.augment(img, lbl, np.random.default_rng(4), cfg)
+    assert not np.array_equal(a1, a3)
+
+
+def test_class_weights():
+    freq = np.array([0.5, 0.3, 0.15, 0.05])
+    assert D.class_weights(freq, "none") is None
+    w = D.class_weights(freq, "sqrt")
+    assert w.mean() == pytest.approx(1.0) and (np.diff(w) > 0).all()
+    with pytest.raises(StudioError):
+        D.class_weights(freq, "bogus")
+
+
+# ----------------------------------------------------------------- torch parts
+
+@pytest.mark.torch
+def test_lr_schedule_warmup_and_poly():
+    pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, lr_factor
+
+    cfg = TrainConfig(lr=1e-3, warmup_iters=100)
+    assert lr_factor(0, 1000, cfg) < 1e-5
+    assert lr_factor(50, 1000, cfg) == pytest.approx(0.5 * (1 - 50 / 1000), rel=1e-3)
+    assert lr_factor(100, 1000, cfg) == pytest.approx(0.9)
+    assert lr_factor(550, 1000, cfg) == pytest.approx(0.45)
+    assert lr_factor(1000, 1000, cfg) == 0.0
+
+
+@pytest.mark.torch
+def test_head_gets_ten_times_the_lr_and_norms_no_decay():
+    pytest.importorskip("torch")
+    from engine.topformer import create_model
+    from engine.training.trainer import TrainConfig, param_groups
+
+    model = create_model("tiny", 11)
+    groups = param_groups(model, TrainConfig(weight_decay=0.01, head_lr_mult=10))
+    head = {id(p) for p in model.decode_head.parameters()}
+    for g in groups:
+        is_head = {id(p) in head for p in g["params"]}
+        assert len(is_head) == 1
+        assert g["lr_mult"] == (10 if is_head.pop() else 1)
+        assert g["weight_decay"] == (0.01 if all(p.ndim > 1 for p in g["params"]) else 0.0)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def _small_args(data: Path, out: Path, epochs: int) -> list[str]:
+    return ["train", "--variant", "tiny", "--data", str(data), "--out", str(out), "--epochs", str(epochs),
+            "--batch", "4", "--crop", "96x128", "--limit", "8", "--val-limit", "2", "--eval-every", "1",
+            "--warmup-iters", "2", "--lr", "1e-3", "--rare-crop", "0.5", "--threads", "1", "--no-progress"]
+
+
+@pytest.mark.torch
+@pytest.mark.shared
+def test_train_resume_continues_exactly(camvid, tmp_path):
+    """2 epochs straight == 1 epoch, interrupt, --resume 1 epoch: identical weights, EMA, optimizer."""
+    torch = pytest.importorskip("torch")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert run_command(_small_args(camvid, straight, 2)) == 0
+    for name in ("last.pth", "best.pth", "config.json", "log.jsonl"):
+        assert (straight / name).is_file()
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+    assert all(0.0 <= r["miou"] <= 1.0 and "miou_ema" in r for r in log)
+
+    from engine.training.trainer import TrainConfig, train
+
+    cfg = json.loads((straight / "config.json").read_text())
+    cfg.update(out=str(split), crop=tuple(cfg["crop"]), scale_range=tuple(cfg["scale_range"]))
+    train(TrainConfig(**cfg), progress=False, stop_after_epochs=1)  # "interrupted" after epoch 1
+    assert torch.load(split / "last.pth", weights_only=False)["epoch"] == 1
+    assert run_command(["train", "--out", str(split), "--resume", "--data", str(camvid), "--threads", "1",
+                        "--no-progress"]) == 0
+    a = torch.load(straight / "last.pth", weights_only=False)
+    b = torch.load(split / "last.pth", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 2 and a["iter"] == b["iter"] == 4
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+        assert torch.equal(a["ema"]["state"][key], b["ema"]["state"][key]), key
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
+    # The resumed run logged the same validation numbers.
+    log_b = [json.loads(line) for line in (split / "log.jsonl").read_text().splitlines()]
+    assert [r["miou"] for r in log_b] == [r["miou"] for r in log]
+    # And the weights really changed during training (not a no-op loop).
+    first = torch.load(split / "best.pth", weights_only=False)
+    assert first["epoch"] in (1, 2)
+
+
+@pytest.mark.torch
+@pytest.mark.shared
+def test_training_reduces_loss(camvid, tmp_path):
+    """A few epochs on 4 images without colour jitter: the loss goes down."""
+    pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    cfg = TrainConfig(data=str(camvid), out=str(tmp_path / "r"), epochs=6, batch=4, crop=(96, 128), lr=2e-3,
+                      warmup_iters=1, limit=4, val_limit=1, eval_every=1, threads=1, ema=0.0, drop_path=0.0,
+                      scale_range=(1.0, 1.0))
+    train(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < log[0]["loss"] * 0.9
+
+
+def test_train_cli_user_errors(tmp_path, capsys):
+    assert run_command(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: dataset folder not found")
+
+
+@pytest.mark.torch
+def test_train_cli_resume_without_run_and_empty_split(tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = _fake_dataset(tmp_path / "ds", n=3, split="train")
+    assert run_command(["train", "--export-only", str(tmp_path / "norun"), "--name", "x",
+                        "--models-dir", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint" in err[0]
+    assert not (tmp_path / "m").exists()
+    assert run_command(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    # No val split in this folder: one clear line, exit 2.
+    assert run_command(["train", "--data", str(data), "--out", str(tmp_path / "r2"), "--epochs", "1",
+                        "--batch", "2", "--crop", "64x96", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no split 'val'" in err[0]
+
+
+@pytest.mark.torch
+@pytest.mark.shared
+def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
+    """Export a (barely trained) run into a private models folder; eval --json reproduces
+    the accuracy the manifest recorded, and the manifest holds command and epochs."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    run = tmp_path / "run"
+    assert run_command(_small_args(camvid, run, 1)) == 0
+    models = tmp_path / "models"
+    from engine.training.ship import ship_run
+
+    info = ship_run(run, "camvid-test", models_dir=models, data=camvid, limit=2)
+    manifest = json.loads((models / "manifest.json").read_text())
+    (entry,) = manifest["models"]
+    assert entry["name"] == "camvid-test" and entry["variant"] == "tiny" and entry["dataset"] == "camvid"
+    assert entry["made_by"].startswith("python main.py train ") and "--epochs 1" in entry["made_by"]
+    assert entry["accuracy"]["epochs"] == 1 and entry["accuracy"]["split"] == "val"
+    assert entry["classes"][0] == "sky" and len(entry["palette"]) == 11
+    capsys.readouterr()
+    assert run_command(["eval", "--model", "camvid-test", "--models-dir", str(models), "--data", str(camvid),
+                        "--limit", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"miou", "per_class", "pixel_acc"} <= set(out)
+    assert out["images"] == 2 and len(out["per_class"]) == 11
+    assert out["miou"] == pytest.approx(entry["accuracy"]["miou"], abs=1e-6) == pytest.approx(info["miou"], abs=1e-6)
