@@ -1,0 +1,89 @@
+"""``--benchmark-frames N``: play N segmented frames in the real window, print one JSON line, quit.
+
+Users run it to measure their own hardware; it also makes the live app measurable in tests.
+The UI-thread stall is measured from the first segmented frame to the last.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from typing import TextIO
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from .main_window import MainWindow
+from .stall_meter import StallMeter
+from .worker import FrameResult
+
+
+class BenchmarkRun(QObject):
+    def __init__(self, window: MainWindow, frames: int, out: TextIO = sys.stdout, timeout_s: float = 300.0):
+        super().__init__(window)
+        self.window, self.frames, self.out = window, max(1, frames), out
+        self.meter = StallMeter(parent=self)
+        self.exit_code: int | None = None
+        self._infer_ms: list[float] = []
+        self._shown = 0
+        self._t0 = 0.0
+        window.frame_shown.connect(self._on_frame)
+        window.worker.source_failed.connect(lambda msg: self._fail(f"source failed: {msg}"))
+        window.worker.model_failed.connect(lambda name, msg: self._fail(f"model {name} failed: {msg}"))
+        self._watchdog = QTimer(self)
+        self._watchdog.setSingleShot(True)
+        self._watchdog.timeout.connect(lambda: self._fail(f"no {self.frames} segmented frames within {timeout_s:.0f} s"))
+        self._watchdog.start(int(timeout_s * 1000))
+
+    def _on_frame(self, result: FrameResult) -> None:
+        if self.exit_code is not None or result.labels is None or not result.is_new:
+            return  # frames shown before the model is ready, and redraws, do not count
+        if not self._shown:
+            self.meter.start()
+            self._t0 = time.monotonic()
+        self._shown += 1
+        if result.infer_ms is not None:
+            self._infer_ms.append(result.infer_ms)
+        if self._shown >= self.frames:
+            self._finish(result)
+
+    def _finish(self, result: FrameResult) -> None:
+        self.meter.stop()
+        elapsed = time.monotonic() - self._t0
+        stats = self.window.worker.stats
+        snap = result.stats
+        ordered = sorted(self._infer_ms)
+        report = {
+            "frames": self._shown,
+            "source": result.source.description if result.source else "",
+            "model": snap.model,
+            "providers": snap.providers,
+            "scale": snap.scale,
+            "frame_size": list(snap.frame_size),
+            "input_size": list(snap.input_size),
+            "elapsed_s": round(elapsed, 3),
+            "source_fps": snap.source_fps,
+            "e2e_fps": round((self._shown - 1) / elapsed, 2) if elapsed > 0 and self._shown > 1 else snap.e2e_fps,
+            "inference_ms_median": round(statistics.median(ordered), 2) if ordered else None,
+            "inference_ms_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2) if ordered else None,
+            "frames_read": stats.read,  # since the source opened, like the on-screen counter
+            "frames_dropped": stats.dropped,
+            "ui_stall_max_ms": round(self.meter.worst_stall_ms, 1),
+            "ui_tick_gap_max_ms": round(self.meter.worst_gap_ms, 1),
+            "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
+            "ui_tick_interval_ms": self.meter.interval_ms,
+        }
+        print(json.dumps(report), file=self.out, flush=True)
+        self._quit(0)
+
+    def _fail(self, message: str) -> None:
+        if self.exit_code is None:
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            self._quit(2)
+
+    def _quit(self, code: int) -> None:
+        self.exit_code = code
+        self._watchdog.stop()
+        self.window.close()
+        QApplication.instance().exit(code)

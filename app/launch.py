@@ -1,0 +1,87 @@
+"""Start the desktop app: ``python main.py [--source 0|PATH] [--model NAME] ...``.
+
+Also the two measuring modes that run the real window and quit on their own:
+``--benchmark-frames N`` (one JSON line of stats) and ``--screenshot OUT`` (a PNG).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
+    parser.add_argument("--source", help="camera index (0, 1, ...) or a video/image file to open at start")
+    parser.add_argument("--model", help="installed model name (default: last used, camvid-tiny, or the first)")
+    parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
+    parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
+    parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
+    parser.add_argument("--benchmark-frames", type=int, metavar="N",
+                        help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
+    parser.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
+    parser.add_argument("--screenshot-after", type=float, default=3.0, metavar="S",
+                        help="seconds of playback before the screenshot (default 3)")
+    parser.add_argument("--window-size", default="1360x820", metavar="WxH",
+                        help="window size for --screenshot and --benchmark-frames (default 1360x820)")
+    return parser
+
+
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+        return max(w, 400), max(h, 300)
+    except ValueError:
+        raise SystemExit(f"error: --window-size wants WxH, e.g. 1360x820, not {text!r}") from None
+
+
+def launch(argv: list[str]) -> int:
+    """Run the app until its window closes; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    measuring = args.benchmark_frames is not None or args.screenshot is not None
+    if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
+        print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
+        return 2
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+    from .settings_store import APPLICATION, ORGANIZATION, SettingsStore
+    from .theme import apply_theme
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    settings = SettingsStore.ephemeral() if measuring else SettingsStore()
+    apply_theme(app, settings.theme)
+    if args.fast:
+        settings.realtime = False
+    window = MainWindow(settings, models_dir=args.models_dir, source=args.source, model=args.model,
+                        scale=args.scale, probe_cameras=not measuring)
+    if measuring:
+        window.resize(*_window_size(args.window_size))
+    runner = None
+    if args.benchmark_frames is not None:
+        from .benchmark import BenchmarkRun
+
+        runner = BenchmarkRun(window, args.benchmark_frames)
+    elif args.screenshot is not None:
+        from .screenshot import ScreenshotRun
+
+        runner = ScreenshotRun(window, Path(args.screenshot), args.screenshot_after, has_source=args.source is not None)
+    window.show()
+    # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.start(250)
+    heartbeat.timeout.connect(lambda: None)
+    code = app.exec()
+    window.close()  # no-op when already closed; stops the worker threads otherwise
+    if runner is not None and runner.exit_code is not None:
+        code = runner.exit_code
+    if os.environ.get("STUDIO_DEBUG_THREADS") == "1":
+        print(f"threads alive at exit: {window.worker.threads_alive()}", file=sys.stderr)
+    return int(code)

@@ -1,0 +1,54 @@
+"""Measures how long the UI thread was blocked: a precise QTimer records the gaps between ticks.
+
+A tick that arrives late means the event loop was busy (painting, a slot, the GIL held by a
+worker). The worst gap minus the interval is the worst stall the user could have felt.
+"""
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, Qt, QTimer
+
+
+class StallMeter(QObject):
+    def __init__(self, interval_ms: int = 10, parent: QObject | None = None):
+        super().__init__(parent)
+        self.interval_ms = interval_ms
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._last = 0.0
+        self.gaps_ms: list[float] = []
+
+    def start(self) -> None:
+        self.gaps_ms.clear()
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._timer.isActive()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps_ms.append((now - self._last) * 1000.0)
+        self._last = now
+
+    @property
+    def worst_gap_ms(self) -> float:
+        return max(self.gaps_ms, default=0.0)
+
+    @property
+    def worst_stall_ms(self) -> float:
+        """Worst delay beyond the timer interval."""
+        return max(0.0, self.worst_gap_ms - self.interval_ms)
+
+    def percentile_gap_ms(self, q: float) -> float:
+        if not self.gaps_ms:
+            return 0.0
+        ordered = sorted(self.gaps_ms)
+        return ordered[min(len(ordered) - 1, int(q / 100.0 * len(ordered)))]

@@ -1,0 +1,98 @@
+"""GUI test fixtures: settings in tmp_path, no modal dialogs, no leaked worker threads.
+
+Windows are real (offscreen), sessions are real ONNX Runtime sessions, videos are the
+real clips in ../shared/videos.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings  # noqa: E402
+from PySide6.QtWidgets import QFileDialog, QMessageBox  # noqa: E402
+
+INDOOR = "indoor-people-768x432.mp4"
+INDOOR_HW = (432, 768)
+
+
+def studio_threads() -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if t.name.startswith("studio-") and t.name != "studio-camera-probe" and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path, monkeypatch):
+    """QSettings write under tmp_path; the user's real settings are never read or changed."""
+    folder = tmp_path / "qsettings"
+    folder.mkdir()
+    for fmt in (QSettings.Format.IniFormat, QSettings.Format.NativeFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    yield folder
+
+
+@pytest.fixture(autouse=True)
+def no_modal_dialogs(monkeypatch):
+    """Errors must appear in the window, never in a blocking dialog."""
+    def fail(*args, **kwargs):
+        pytest.fail(f"a modal dialog was opened: {args[1:3] if len(args) > 2 else args}")
+
+    for name in ("critical", "warning", "information", "question", "about"):
+        monkeypatch.setattr(QMessageBox, name, staticmethod(fail))
+    monkeypatch.setattr(QMessageBox, "exec", fail)
+    for name in ("getOpenFileName", "getExistingDirectory", "getSaveFileName"):
+        monkeypatch.setattr(QFileDialog, name, staticmethod(fail))
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Every test must end every worker thread it started (within 2 s)."""
+    yield
+    deadline = time.monotonic() + 2.0
+    while studio_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not studio_threads(), f"threads left behind: {studio_threads()}"
+
+
+@pytest.fixture
+def indoor_clip(videos) -> Path:
+    return videos / INDOOR
+
+
+@pytest.fixture
+def make_window(qtbot, tmp_path):
+    """Factory for a MainWindow with test-friendly defaults; closed at the end of the test."""
+    from app.main_window import MainWindow
+    from app.settings_store import SettingsStore
+
+    windows = []
+
+    def make(models_dir=None, source=None, model=None, scale=None, opener=None, **kw):
+        settings = SettingsStore()
+        settings.output_dir = tmp_path / "captures"
+        window = MainWindow(settings, models_dir=models_dir or (tmp_path / "no-models"), source=source,
+                            model=model, scale=scale, probe_cameras=False, opener=opener, **kw)
+        window.resize(1100, 700)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+
+
+def wait_result(qtbot, window, predicate, timeout=30000):
+    """Wait until the newest shown FrameResult satisfies ``predicate``; returns it."""
+    def check():
+        result = window.last_result
+        assert result is not None and predicate(result)
+    qtbot.waitUntil(check, timeout=timeout)
+    return window.last_result

@@ -1,0 +1,65 @@
+"""The measuring modes run the real window as a subprocess: benchmark JSON and screenshot PNG."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from app.launch import build_parser
+
+from .conftest import INDOOR
+
+pytestmark = [pytest.mark.gui]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def run_main(args: list[str], tmp_path, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_parser_accepts_the_documented_options():
+    args = build_parser().parse_args(["--source", "0", "--model", "m", "--models-dir", "d",
+                                      "--benchmark-frames", "3", "--scale", "half"])
+    assert (args.source, args.model, args.models_dir, args.benchmark_frames, args.scale) == ("0", "m", "d", 3, "half")
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_benchmark_prints_one_json_line(random_models_dir, videos, tmp_path):
+    proc = run_main(["--source", str(videos / INDOOR), "--benchmark-frames", "6", "--models-dir",
+                     str(random_models_dir), "--model", "tiny-random", "--scale", "half"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    report = json.loads(lines[0])
+    assert report["frames"] == 6 and report["model"] == "tiny-random" and report["scale"] == "half"
+    assert report["input_size"] == [224, 384] and report["frame_size"] == [432, 768]
+    assert report["source_fps"] > 0 and report["e2e_fps"] > 0 and report["inference_ms_median"] > 0
+    assert report["frames_read"] >= report["frames"] and 0 <= report["frames_dropped"] < report["frames_read"]
+    assert 0 <= report["ui_stall_max_ms"] < 2000
+    assert report["ui_tick_gap_max_ms"] >= report["ui_tick_interval_ms"]
+
+
+def test_benchmark_reports_errors_and_exits_2(tmp_path):
+    proc = run_main(["--source", str(tmp_path / "missing.mp4"), "--benchmark-frames", "3",
+                     "--models-dir", str(tmp_path / "none")], tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == "" and "missing.mp4 does not exist" in proc.stderr
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_screenshot_saves_the_window(random_models_dir, videos, tmp_path):
+    out = tmp_path / "shot.png"
+    proc = run_main(["--source", str(videos / INDOOR), "--models-dir", str(random_models_dir), "--model",
+                     "tiny-random", "--scale", "half", "--screenshot", str(out), "--screenshot-after", "0.5",
+                     "--window-size", "1200x760"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[:2] == (760, 1200)

@@ -1,0 +1,141 @@
+"""Playing real clips through real ONNX sessions in the real window."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from .conftest import INDOOR_HW, wait_result
+
+pytestmark = [pytest.mark.gui, pytest.mark.shared, pytest.mark.torch]
+
+
+def test_play_clip_paints_frames_and_updates_stats(qtbot, make_window, random_models_dir, indoor_clip):
+    window = make_window(random_models_dir, source=str(indoor_clip), model="ade20k-tiny")
+    first = wait_result(qtbot, window, lambda r: r.labels is not None)
+    assert first.labels.shape == INDOOR_HW and first.labels.dtype == np.uint8
+    qtbot.waitUntil(lambda: window.view.paint_count >= 3, timeout=30000)
+    assert window.stack.currentWidget() is window.view
+
+    # the painted picture is the video, not the empty background
+    image = window.view.grab().toImage()
+    center = image.pixelColor(window.view.image_rect().center())
+    assert (center.red(), center.green(), center.blue()) != (12, 12, 14)
+
+    # stats are measured: they move while the clip plays
+    result = wait_result(qtbot, window, lambda r: r.stats.frames_processed >= 4 and r.stats.source_fps > 0)
+    stats = result.stats
+    assert stats.model == "ade20k-tiny"
+    assert stats.input_size == (448, 768) and stats.frame_size == INDOOR_HW
+    assert 2.0 < stats.source_fps < 15.0  # the clip is 10 fps
+    assert stats.inference_ms > 0 and stats.e2e_fps > 0
+    later = wait_result(qtbot, window, lambda r: r.stats.frames_processed > stats.frames_processed + 1)
+    assert later.frame_index > result.frame_index
+    assert any("ade20k-tiny" in line for line in later.stats.lines())
+
+    # the real ADE20K model sees a room: wall/floor dominate, legend sorted by area
+    qtbot.waitUntil(lambda: window.legend.rowCount() > 0, timeout=5000)
+    assert set(window.legend.names()[:3]) & {"wall", "floor", "ceiling"}
+    areas = [pct for _, _, pct in later.legend]
+    assert areas == sorted(areas, reverse=True) and 99.0 < sum(areas) <= 100.01
+
+    # hover readout names the class under the cursor
+    qtbot.mouseMove(window.view, window.view.image_rect().center())
+    qtbot.waitUntil(lambda: window.hover_text() != "", timeout=5000)
+    x, y = window.view.frame_pixel(window.view.image_rect().center())
+    class_id = int(window.last_result.labels[y, x])
+    assert window.last_result.class_names[class_id] in window.hover_label.text()
+
+
+def test_switch_variants_and_resolution_while_playing(qtbot, make_window, random_models_dir, indoor_clip):
+    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random")
+    wait_result(qtbot, window, lambda r: r.model == "tiny-random" and r.labels is not None)
+    seen = []
+    window.frame_shown.connect(seen.append)
+
+    for variant in ("small", "base"):
+        name = f"{variant}-random"
+        qtbot.keyClick(window, {"small": Qt.Key.Key_2, "base": Qt.Key.Key_3}[variant])
+        result = wait_result(qtbot, window, lambda r, n=name: r.model == n and r.stats.inference_ms > 0
+                             and r.stats.model == n)
+        assert result.labels.shape == INDOOR_HW
+        assert result.stats.input_size == (448, 768)
+        assert window.model_panel.variant_buttons[variant].isChecked()
+        assert window.model_panel.model_combo.currentData() == name
+    # the old session served until the new one was ready: no frame went out unsegmented
+    assert seen and all(r.labels is not None for r in seen)
+    assert [r.model for r in seen][0] == "tiny-random"
+
+    full_ms = window.last_result.stats.inference_ms
+    qtbot.keyClick(window, Qt.Key.Key_H)
+    half = wait_result(qtbot, window, lambda r: r.stats.scale == "half" and r.stats.input_size == (224, 384)
+                       and r.stats.inference_ms > 0)
+    assert half.labels.shape == INDOOR_HW  # the class map stays at frame size
+    assert window.model_panel.scale_buttons["half"].isChecked()
+    assert half.stats.inference_ms != full_ms  # the median restarted with the resolution
+
+    qtbot.keyClick(window, Qt.Key.Key_1)
+    back = wait_result(qtbot, window, lambda r: r.model == "tiny-random" and r.stats.model == "tiny-random")
+    assert back.stats.input_size == (224, 384)
+
+
+def test_pause_step_seek_and_still_image(qtbot, make_window, random_models_dir, indoor_clip, tmp_path):
+    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random", scale="half")
+    wait_result(qtbot, window, lambda r: r.labels is not None)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    assert not window.playing
+    qtbot.wait(400)  # a frame already in flight may still arrive
+    paused_index = window.last_result.frame_index
+    qtbot.wait(800)  # a negative check needs time: at 10 fps, 8 frames would have come
+    assert window.last_result.frame_index == paused_index
+    qtbot.keyClick(window, Qt.Key.Key_Period)
+    wait_result(qtbot, window, lambda r: r.frame_index == paused_index + 1)
+    window.worker.seek(500)
+    wait_result(qtbot, window, lambda r: r.frame_index == 500)
+    assert window.source_panel.seek_slider.value() == 500
+
+    # a still image is segmented once, and again when the resolution changes
+    frame = cv2.VideoCapture(str(indoor_clip)).read()[1]
+    still = tmp_path / "room.png"
+    cv2.imwrite(str(still), frame)
+    window.open_source(str(still))
+    wait_result(qtbot, window, lambda r: r.source.kind == "image" and r.labels is not None)
+    window.set_scale("full")
+    result = wait_result(qtbot, window, lambda r: r.source.kind == "image" and r.stats.input_size == (448, 768))
+    assert result.labels.shape == INDOOR_HW
+
+    # display options re-render the same class map
+    palette = window.worker.segmenter.palette_bgr
+    window.display_panel.mask_only_check.setChecked(True)
+    mask = wait_result(qtbot, window, lambda r: np.array_equal(r.overlay_bgr, palette[r.labels]))
+    assert np.array_equal(mask.labels, result.labels)  # re-rendered, not re-segmented
+
+
+def test_empty_state_without_models_or_source(qtbot, make_window, indoor_clip, tmp_path):
+    window = make_window(tmp_path / "empty-models")
+    assert window.stack.currentWidget() is window.empty_state
+    assert window.empty_state.open_video_button.isVisible() and window.empty_state.open_camera_button.isVisible()
+    qtbot.waitUntil(lambda: "No model installed" in window.model_panel.status_label.text(), timeout=5000)
+    window.open_source(str(indoor_clip))
+    result = wait_result(qtbot, window, lambda r: r.frame_index >= 2)
+    assert result.labels is None and result.model == ""
+    assert np.array_equal(result.overlay_bgr, result.frame_bgr)  # plain video without a model
+    assert window.stack.currentWidget() is window.view
+
+
+def test_settings_are_remembered(qtbot, make_window, random_models_dir, indoor_clip):
+    window = make_window(random_models_dir, source=str(indoor_clip), model="small-random", scale="half")
+    wait_result(qtbot, window, lambda r: r.model == "small-random")
+    window.display_panel.opacity_slider.setValue(70)
+    window.display_panel.boundaries_check.setChecked(True)
+    window.display_panel.dark_check.setChecked(False)
+    window.close()
+
+    again = make_window(random_models_dir)
+    s = again.settings
+    assert (s.model, s.scale, s.opacity, s.boundaries, s.theme) == ("small-random", "half", 0.7, True, "light")
+    assert s.last_source == str(indoor_clip)
+    wait_result(qtbot, again, lambda r: r.model == "small-random" and r.stats.scale == "half")
+    assert again.display_panel.opacity_slider.value() == 70
+    again.display_panel.dark_check.setChecked(True)  # leave the process in the default theme
