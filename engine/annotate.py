@@ -43,7 +43,6 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from . import overlay
 from .errors import SourceError, StudioError
 from .segmenter import Segmenter, scale_factor
 from .sources import IMAGE_EXTENSIONS, VideoFileSource
@@ -203,8 +202,8 @@ def color_lut(palette_bgr: np.ndarray) -> np.ndarray:
 
 
 def colorize_fast(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Same result as overlay.colorize, with cv2.LUT (several times faster, releases the GIL)."""
-    return cv2.LUT(cv2.merge((labels, labels, labels)), lut)
+    """Same result as overlay.colorize, with a user colour map (several times faster, releases the GIL)."""
+    return cv2.applyColorMap(labels, lut)
 
 
 def blend_colors(frame_bgr: np.ndarray, colors: np.ndarray, opacity: float) -> np.ndarray:
@@ -304,31 +303,30 @@ def pick_codec(folder: Path, size: tuple[int, int], fps: float) -> tuple[str, st
 
 
 def cvat_label_colors(class_names: list[str], palette_rgb: np.ndarray) -> tuple[list[tuple[str, tuple[int, int, int]]], dict]:
-    """The CVAT labelmap: ``background`` (0,0,0) first, then the classes in id order.
+    """The CVAT labelmap: ``background`` (0,0,0) first, then class i at position i + 1.
 
-    Colour masks are decoded by colour, so colours must be unique and not black (background):
-    a class whose colour repeats an earlier one (ADE20K has road == skyscraper) gets the nearest
-    free colour. Returns ([(name, rgb)], {class name: new rgb} for the changed ones).
+    CVAT (Datumaro) needs unique names and decodes colour masks by colour, so colours must be
+    unique and not black: a repeated name gets ``_<class id>`` appended (ADE20K has two "screen"),
+    a repeated colour the nearest free one (ADE20K's road and skyscraper share one), ``:`` in a
+    name becomes ``_``. Returns ([(name, rgb)], {"renamed": {...}, "recolored": {...}}).
     """
-    used = {(0, 0, 0)}
-    labels: list[tuple[str, tuple[int, int, int]]] = []
-    changed = {}
-    has_background = any(n.strip().lower() == "background" for n in class_names)
-    for name, color in zip(class_names, palette_rgb):
+    labels: list[tuple[str, tuple[int, int, int]]] = [("background", (0, 0, 0))]
+    names, colors = {"background"}, {(0, 0, 0)}
+    renamed, recolored = {}, {}
+    for i, (name, color) in enumerate(zip(class_names, palette_rgb)):
+        label = name.replace(":", "_").strip() or f"class_{i}"
+        if label in names:
+            label = f"{label}_{i}"
+        if label != name:
+            renamed[f"{i}:{name}"] = label
         rgb = tuple(int(c) for c in color)
-        if has_background and name.strip().lower() == "background":
-            labels.insert(0, (name, rgb))
-            used.add(rgb)
-            continue
-        if rgb in used:
-            new = _free_color(rgb, used)
-            changed[name] = list(new)
-            rgb = new
-        used.add(rgb)
-        labels.append((name.replace(":", "_"), rgb))
-    if not has_background:
-        labels.insert(0, ("background", (0, 0, 0)))
-    return labels, changed
+        if rgb in colors:
+            rgb = _free_color(rgb, colors)
+            recolored[label] = list(rgb)
+        names.add(label)
+        colors.add(rgb)
+        labels.append((label, rgb))
+    return labels, {"renamed": renamed, "recolored": recolored}
 
 
 def _free_color(rgb: tuple[int, int, int], used: set) -> tuple[int, int, int]:
@@ -338,6 +336,22 @@ def _free_color(rgb: tuple[int, int, int], used: set) -> tuple[int, int, int]:
             if cand not in used:
                 return cand
     raise StudioError("no free colour for the CVAT labelmap")
+
+
+def cvat_palette(labels: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """Palette of the CVAT colour masks, whose pixel values are class id + 1 (the labelmap position).
+
+    That is the Pascal VOC form (SegmentationClass PNGs are indexed by position in the label list,
+    background 0): readers that expand the palette (OpenCV, so Datumaro and CVAT) get the labelmap's
+    RGB colours, readers that keep indices (Pillow) get the labelmap positions.
+    """
+    return np.array([rgb for _, rgb in labels], np.uint8)
+
+
+def class_areas(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """overlay.class_areas with cv2.calcHist (exact counts, a few times faster than bincount)."""
+    counts = cv2.calcHist([labels], [0], None, [256], [0, 256]).reshape(-1)[:num_classes].astype(np.float64)
+    return counts * (100.0 / (labels.size or 1))
 
 
 def labelmap_text(labels: list[tuple[str, tuple[int, int, int]]]) -> str:
@@ -462,9 +476,7 @@ class AnnotateJob:
         self.palette_rgb = self.segmenter.palette_rgb
         self.lut = color_lut(self.segmenter.palette_bgr)
         self.cvat_labels, self.cvat_changed = cvat_label_colors(self.segmenter.class_names, self.palette_rgb)
-        cvat_rgb = {name: rgb for name, rgb in self.cvat_labels}
-        cvat_bgr = np.array([cvat_rgb[n.replace(":", "_")][::-1] for n in self.segmenter.class_names], np.uint8)
-        self.cvat_lut = color_lut(cvat_bgr)
+        self.cvat_palette = cvat_palette(self.cvat_labels)
 
         # the output folder
         self._check_out()
@@ -562,6 +574,10 @@ class AnnotateJob:
         if "masks" in self.formats and self._done_count() < data.get("frames", len(self.indices)):
             return False
         return all((self.out / OUTPUT_FILES[f]).is_file() for f in self.formats if f in OUTPUT_FILES)
+
+    def is_complete(self) -> bool:
+        """After prepare(): True when ``resume`` finds the job already finished (run() does nothing)."""
+        return bool(self.resuming) and self._complete()
 
     def _cleanup_temps(self) -> None:
         for folder in (self.out, self.out / MASKS_DIR):
@@ -751,13 +767,13 @@ class AnnotateJob:
                     n, index, image, labels, is_new = item
                     if is_new:
                         atomic_write_bytes(self._mask_path(index), encode_indexed_png(labels, self.palette_rgb))
-                    areas[n] = overlay.class_areas(labels, seg.num_classes)
+                    areas[n] = class_areas(labels, seg.num_classes)
                     if video is not None:
                         video.write(blend_colors(image, colorize_fast(labels, self.lut), self.opacity))
                     if zf is not None:
-                        ok, png = cv2.imencode(".png", colorize_fast(labels, self.cvat_lut))
+                        png = encode_indexed_png(cv2.add(labels, 1), self.cvat_palette)
                         info = zipfile.ZipInfo(f"SegmentationClass/{frame_name(index)}.png", ZIP_DATE)
-                        zf.writestr(info, png.tobytes())
+                        zf.writestr(info, png)
                     names.append(frame_name(index))
                     written += 1
                     counts["done"] = written
@@ -797,8 +813,8 @@ class AnnotateJob:
                     except Exception:  # noqa: BLE001
                         pass
 
-        threads = [threading.Thread(target=reader, name="annotate-reader", daemon=True),
-                   threading.Thread(target=writer, name="annotate-writer", daemon=True)]
+        threads = [threading.Thread(target=reader, name="studio-annotate-reader", daemon=True),
+                   threading.Thread(target=writer, name="studio-annotate-writer", daemon=True)]
         for t in threads:
             t.start()
         try:
@@ -894,7 +910,7 @@ class AnnotateJob:
                                   "h264": codec[0] == "avc1", "fps": self.fps / self.every, "opacity": self.opacity}
         if "cvat" in self.formats:
             summary["cvat"] = {"file": CVAT_FILE, "format": "Segmentation mask 1.1",
-                               "changed_colors": self.cvat_changed}
+                               "label_changes": self.cvat_changed}
         return summary
 
 

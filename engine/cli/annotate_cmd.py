@@ -65,12 +65,11 @@ def run(args: argparse.Namespace) -> int:
           f"[{ann.frame_name(job.indices[0])}..{ann.frame_name(job.indices[-1])}] with {seg.name} "
           f"at {job.scale} scale (input {job.input_hw[1]}x{job.input_hw[0]}) -> {job.out}", file=err)
 
-    baseline = []
-    sample = []
-    if args.json:
-        sample = ann.sample_frames(job.video, job.indices, SAMPLE_FRAMES)
-        half = len(sample) // 2 or len(sample)
-        baseline.append(ann.segment_fps(seg, sample[:half], job.scale))
+    # --json: Segmenter.segment alone on a sample of the same frames, half before the job and half
+    # after it, so a change of machine load during the run affects both speeds alike
+    sample = ann.sample_frames(job.video, job.indices, SAMPLE_FRAMES) if args.json and not job.is_complete() else []
+    first, second = sample[: len(sample) // 2], sample[len(sample) // 2:]
+    baseline = [ann.segment_fps(seg, first, job.scale)]
 
     bar = None
     if not args.no_progress:
@@ -106,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
               f"{result.fps:.2f} frames/s -> {job.out}: {', '.join(result.files)}", file=err)
 
     if args.json:
-        second = sample[len(sample) // 2:] if len(sample) > 1 else sample
         baseline.append(ann.segment_fps(seg, second, job.scale))
-        n = sum(len(s) for s in (sample[: len(sample) // 2 or len(sample)], second))
+        n = len(sample)
         secs = sum(b[1] for b in baseline)
         seg_fps = n / secs if secs > 0 else 0.0
         fps = result.fps

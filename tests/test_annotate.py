@@ -1,0 +1,342 @@
+"""`main.py annotate`: masks, overlay video, stats, CVAT zip, resume after kill -9, bad inputs.
+
+One real run of the CLI on a short clip (frames 5, 7, ... 33 of highway-1280x720-short.mp4 at
+half scale) is shared by the output tests; the kill test compares a killed-and-resumed run with it.
+"""
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine import annotate as ann
+from engine import overlay
+
+REPO = Path(__file__).resolve().parent.parent
+CLIP = "highway-1280x720-short.mp4"  # 38 frames, 25 fps, 1280x720
+# --start 0.2 --end 1.4 --every 2 -> source frames 5, 7, ..., 33
+SELECT = ["--scale", "half", "--every", "2", "--start", "0.2", "--end", "1.4"]
+INDICES = list(range(5, 35, 2))
+NAMES = [f"frame_{i:06d}" for i in INDICES]
+MODEL = "tiny-random"
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "main.py"), "annotate", *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def decode_frames(path: Path, indices: list[int]) -> dict[int, np.ndarray]:
+    """Frames by sequential decoding (independent of the job's reader)."""
+    cap = cv2.VideoCapture(str(path))
+    frames, index = {}, 0
+    while index <= max(indices):
+        ok, image = cap.read()
+        assert ok, f"cannot read frame {index} of {path}"
+        if index in indices:
+            frames[index] = image
+        index += 1
+    cap.release()
+    return frames
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(ann.TMP_PREFIX)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, random_models_dir, videos):
+    """One uninterrupted CLI run with --json; returns (out dir, JSON line, stderr)."""
+    out = tmp_path_factory.mktemp("annotate") / "ref"
+    proc = cli(videos / CLIP, "--model", MODEL, "--models-dir", random_models_dir, "--out", out, *SELECT, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# pure helpers (no ../shared)
+# ---------------------------------------------------------------------------------------------
+def test_indexed_png_roundtrip_and_colours():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 150, (37, 53), dtype=np.uint8)
+    labels[:10, :20] = 3  # some flat area
+    palette = rng.integers(0, 256, (150, 3), dtype=np.uint8)
+    data = ann.encode_indexed_png(labels, palette)
+    assert data[:8] == ann.PNG_SIGNATURE and data[25] == 3  # IHDR colour type 3 = palette
+    back, pal = ann.decode_indexed_png(data)
+    assert np.array_equal(back, labels) and np.array_equal(pal, palette)
+    # an ordinary decoder expands the palette: the colours must be the palette's (BGR in OpenCV)
+    expanded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert expanded.shape == (37, 53, 3)
+    assert np.array_equal(expanded, palette[labels][..., ::-1])
+
+
+def test_cvat_colours_are_unique_and_background_first():
+    from engine.datasets import dataset_info
+
+    info = dataset_info("ade20k")  # road and skyscraper share a colour in the official palette
+    labels, changed = ann.cvat_label_colors(list(info.classes), np.array(info.palette))
+    assert labels[0] == ("background", (0, 0, 0))
+    assert len(labels) == len(info.classes) + 1
+    assert len({rgb for _, rgb in labels}) == len(labels)
+    assert len({name for name, _ in labels}) == len(labels)  # ADE20K has two classes named "screen"
+    assert list(changed["recolored"]) == ["skyscraper"] and len(changed["renamed"]) == 1
+    assert np.array_equal(ann.cvat_palette(labels)[1:][[0, 5]], np.array(info.palette)[[0, 5]])
+    text = ann.labelmap_text(labels)
+    assert text.splitlines()[0] == "# label:color_rgb:parts:actions"
+    assert text.splitlines()[1] == "background:0,0,0::"
+
+
+def test_fast_colours_match_overlay_blend():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 12, (20, 30), dtype=np.uint8)
+    frame = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (11, 3), dtype=np.uint8)  # id 11 is past the palette: black
+    colors = ann.colorize_fast(labels, ann.color_lut(palette))
+    assert np.array_equal(colors, overlay.colorize(labels, palette))
+    assert np.array_equal(ann.blend_colors(frame, colors, 0.4), overlay.blend(frame, labels, palette, 0.4))
+
+
+def test_parse_time():
+    assert ann.parse_time("1:02.5") == 62.5 and ann.parse_time("12") == 12.0 and ann.parse_time(None) is None
+    for bad in ("abc", "-1", "1:2:3:4"):
+        with pytest.raises(ann.StudioError):
+            ann.parse_time(bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# one real run
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.torch
+def test_frame_count_names_and_summary(reference):
+    out, line, stderr = reference
+    assert sorted(p.stem for p in (out / "masks").glob("*.png")) == NAMES
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == len(NAMES) and summary["complete"]
+    assert summary["first_frame"] == NAMES[0] and summary["last_frame"] == NAMES[-1]
+    assert summary["model"]["name"] == MODEL and len(summary["model"]["sha256"]) == 64
+    assert summary["settings"]["scale"] == "half" and summary["settings"]["every"] == 2
+    assert summary["overlay"]["codec"] in ("avc1", "mp4v")
+    assert f"overlay codec: {summary['overlay']['codec']}" in stderr
+    assert abs(sum(c["mean_percent"] for c in summary["class_totals"]) - 100) < 0.01
+    assert line["frames"] == len(NAMES) and line["segmented"] == len(NAMES)
+    assert line["fps"] > 0 and line["segment_fps"] > 0 and line["ratio"] > 0
+    assert not temp_files(out)
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_mask_png_equals_segmenter_output(reference, random_models_dir, videos):
+    from engine.segmenter import Segmenter
+
+    out, _, _ = reference
+    seg = Segmenter.load(MODEL, random_models_dir)
+    check = [INDICES[0], INDICES[-1]]
+    frames = decode_frames(videos / CLIP, check)
+    for index in check:
+        path = out / "masks" / f"frame_{index:06d}.png"
+        labels, palette = ann.decode_indexed_png(path.read_bytes())
+        expected = seg.segment(frames[index], "half")
+        assert labels.shape == (720, 1280)
+        assert np.array_equal(labels, expected), f"mask of frame {index} differs from Segmenter.segment"
+        assert np.array_equal(palette, seg.palette_rgb)
+        # read back by an ordinary decoder (OpenCV expands palettes to BGR): the model's colours
+        assert np.array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), seg.palette_bgr[expected])
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_overlay_video_frames_and_size(reference, random_models_dir, videos):
+    out, _, _ = reference
+    cap = cv2.VideoCapture(str(out / "overlay.mp4"))
+    assert cap.isOpened()
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(NAMES)
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
+    assert abs(cap.get(cv2.CAP_PROP_FPS) - 12.5) < 0.01  # 25 fps / every 2
+    decoded = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        decoded.append(image)
+    cap.release()
+    assert len(decoded) == len(NAMES)
+    # the first frame is the blend of its source frame and its mask (lossy codec: close, not equal)
+    from engine.segmenter import Segmenter
+
+    palette = Segmenter.load(MODEL, random_models_dir).palette_bgr
+    source = decode_frames(videos / CLIP, [INDICES[0]])[INDICES[0]]
+    expected = overlay.blend(source, ann.read_mask(out / "masks" / f"{NAMES[0]}.png"), palette, 0.5)
+    assert np.abs(decoded[0].astype(int) - expected).mean() < 8
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_stats_rows_sum_to_100(reference):
+    out, _, _ = reference
+    rows = list(csv.reader((out / "stats.csv").open()))
+    header, body = rows[0], rows[1:]
+    assert header[:3] == ["frame", "name", "timestamp_s"] and len(header) == 3 + 150
+    assert [r[1] for r in body] == NAMES
+    for row, index in zip(body, INDICES):
+        assert int(row[0]) == index and abs(float(row[2]) - index / 25) < 1e-3
+        assert abs(sum(float(v) for v in row[3:]) - 100.0) < 0.01
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_cvat_zip_layout_and_colours(reference):
+    out, _, _ = reference
+    with zipfile.ZipFile(out / "cvat.zip") as zf:
+        names = set(zf.namelist())
+        expected = {"labelmap.txt", "ImageSets/Segmentation/default.txt"} | {f"SegmentationClass/{n}.png" for n in NAMES}
+        assert names == expected
+        assert zf.read("ImageSets/Segmentation/default.txt").decode().split() == NAMES
+        lines = zf.read("labelmap.txt").decode().splitlines()
+        assert lines[0].startswith("# label:color_rgb:parts:actions")
+        entries = [line.split(":") for line in lines[1:]]
+        assert all(len(e) == 4 for e in entries) and entries[0][:2] == ["background", "0,0,0"]
+        colors = [tuple(int(c) for c in e[1].split(",")) for e in entries]
+        assert len(set(colors)) == len(colors) and len({e[0] for e in entries}) == len(entries)
+        class_rgb = np.array(colors[1:], np.uint8)  # class id i is labelmap line i + 1
+        for name in (NAMES[0], NAMES[-1]):
+            data = zf.read(f"SegmentationClass/{name}.png")
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # colours, as CVAT reads it
+            labels = ann.read_mask(out / "masks" / f"{name}.png")
+            assert bgr.shape == (720, 1280, 3)
+            assert np.array_equal(bgr[..., ::-1], class_rgb[labels]), f"colours of {name} do not match labelmap.txt"
+            # Pascal VOC form: the PNG is indexed by labelmap position (background 0, class i at i + 1)
+            indices, palette = ann.decode_indexed_png(data)
+            assert np.array_equal(indices, labels + 1)
+            assert np.array_equal(palette[: len(colors)], np.array(colors, np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------
+# kill -9 half-way, then --resume: same outputs as the uninterrupted run
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.torch
+def test_killed_run_resumes_to_identical_outputs(reference, tmp_path, random_models_dir, videos):
+    ref, _, _ = reference
+    out = tmp_path / "killed"
+    args = [sys.executable, str(REPO / "main.py"), "annotate", str(videos / CLIP), "--model", MODEL,
+            "--models-dir", str(random_models_dir), "--out", str(out), *SELECT]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "masks").glob("frame_*.png"))) >= 3 if (out / "masks").is_dir() else False:
+                break
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    kept = sorted(p.name for p in (out / "masks").glob("frame_*.png"))
+    assert 3 <= len(kept) < len(NAMES) and not (out / "summary.json").exists()
+
+    resumed = cli(videos / CLIP, "--model", MODEL, "--models-dir", random_models_dir, "--out", out, *SELECT, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert not temp_files(out)
+    for name in NAMES:
+        assert (out / "masks" / f"{name}.png").read_bytes() == (ref / "masks" / f"{name}.png").read_bytes(), name
+    for name in ("stats.csv", "cvat.zip", "overlay.mp4"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), f"{name} differs after resume"
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (out, ref))
+    assert a["run"]["resumed_from_frame"] == len(kept) and a["run"]["inferred_frames"] == len(NAMES) - a["run"]["resumed_from_frame"]
+    a.pop("run"), b.pop("run")
+    assert a == b
+
+    again = cli(videos / CLIP, "--model", MODEL, "--models-dir", random_models_dir, "--out", out, *SELECT, "--resume")
+    assert again.returncode == 0 and "already complete" in again.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs: exit 2, one line, nothing left behind
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.torch
+@pytest.mark.parametrize("case", ["missing", "truncated", "not-video", "unknown-model", "dir-in-file",
+                                  "existing-dir", "other-settings"])
+def test_bad_input_one_line_exit_2(case, tmp_path, random_models_dir, videos, reference):
+    video, model, out = videos / CLIP, MODEL, tmp_path / "out"
+    before = None
+    if case == "missing":
+        video = tmp_path / "nope.mp4"
+    elif case == "truncated":
+        video = tmp_path / "cut.mp4"
+        data = (videos / CLIP).read_bytes()
+        video.write_bytes(data[: len(data) // 2])
+    elif case == "not-video":
+        video = tmp_path / "notes.mp4"
+        video.write_text("this is not a video\n" * 100)
+    elif case == "unknown-model":
+        model = "no-such-model"
+    elif case == "dir-in-file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"  # unwritable even for root: its parent is a regular file
+    elif case in ("existing-dir", "other-settings"):
+        out = reference[0]
+        before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    extra = ["--resume", "--every", "3"] if case == "other-settings" else []
+    proc = cli(video, "--model", model, "--models-dir", random_models_dir, "--out", out, *SELECT, *extra)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert proc.stdout == ""
+    if before is not None:
+        assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    elif case != "dir-in-file":
+        assert not out.exists()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+@pytest.mark.parametrize("fail_at", [0, 2])
+def test_disk_full_leaves_only_complete_files(fail_at, tmp_path, random_models_dir, videos, monkeypatch, capsys):
+    """ENOSPC while writing the mask of the ``fail_at``-th frame (in-process, real pipeline)."""
+    from engine.cli import run_command
+
+    written = []
+    real = ann._write_all
+
+    def write_all(fh, data):
+        if "frame_" in os.path.basename(fh.name):
+            if len(written) >= fail_at:
+                fh.write(data[: len(data) // 2])  # a partial temp file exists when the error comes
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written.append(fh.name)
+        real(fh, data)
+
+    monkeypatch.setattr(ann, "_write_all", write_all)
+    out = tmp_path / "out"
+    rc = run_command(["annotate", str(videos / CLIP), "--model", MODEL, "--models-dir", str(random_models_dir),
+                      "--out", str(out), *SELECT])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    # the run had started (its header line came first); the failure itself is one line
+    assert len(lines) == 2 and lines[0].startswith("annotating "), lines
+    err = lines[1:]
+    assert err[0].startswith("error: ") and "No space left on device" in err[0], err
+    if fail_at == 0:
+        assert not out.exists()  # nothing finished: the new folder is removed again
+        return
+    assert "--resume" in err[0]
+    assert not temp_files(out)
+    assert not any((out / name).exists() for name in ("overlay.mp4", "cvat.zip", "stats.csv", "summary.json"))
+    masks = sorted((out / "masks").glob("*.png"))
+    assert [m.stem for m in masks] == NAMES[:fail_at]
+    for mask in masks:
+        assert ann.read_mask(mask).shape == (720, 1280)
