@@ -273,3 +273,30 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     assert {"miou", "per_class", "pixel_acc"} <= set(out)
     assert out["images"] == 2 and len(out["per_class"]) == 11
     assert out["miou"] == pytest.approx(entry["accuracy"]["miou"], abs=1e-6) == pytest.approx(info["miou"], abs=1e-6)
+
+
+@pytest.mark.torch
+def test_optimizer_state_is_matched_by_parameter_name():
+    """A checkpoint written when the model registered its modules in another order (the
+    head once put conv_seg after linear_fuse) still resumes with the right AdamW moments."""
+    torch = pytest.importorskip("torch")
+    from engine.topformer import create_model
+    from engine.training.trainer import TrainConfig, load_optimizer_state, param_groups
+
+    cfg = TrainConfig()
+    model = create_model("tiny", 11)
+    old_groups = param_groups(model, cfg)
+    for g in old_groups:  # another registration order
+        g["params"].reverse()
+        g["names"].reverse()
+    opt_old = torch.optim.AdamW(old_groups, lr=1e-3)
+    model(torch.randn(2, 3, 64, 64)).square().mean().backward()
+    opt_old.step()
+    saved_names = [n for g in opt_old.param_groups for n in g["names"]]
+    opt_new = torch.optim.AdamW(param_groups(model, cfg), lr=1e-3)
+    load_optimizer_state(opt_new, opt_old.state_dict(), saved_names)
+    params = dict(model.named_parameters())
+    for g in opt_new.param_groups:
+        for name, p in zip(g["names"], g["params"]):
+            assert p is params[name]
+            assert torch.equal(opt_new.state[p]["exp_avg"], opt_old.state[p]["exp_avg"]), name

@@ -77,19 +77,57 @@ def lr_factor(it: int, total: int, cfg: TrainConfig) -> float:
     return f
 
 
+def _group_key(name: str, p_ndim: int) -> tuple[bool, bool]:
+    return name.startswith("decode_head."), p_ndim > 1
+
+
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Backbone and head (lr x head_lr_mult) groups; norms and biases get no weight decay."""
-    groups = {(h, d): [] for h in (False, True) for d in (False, True)}
+    """Backbone and head (lr x head_lr_mult) groups; norms and biases get no weight decay.
+    Each group also carries its parameter names (``names``) so optimizer state can be
+    matched by name on resume, whatever order the model registers its modules in."""
+    groups: dict[tuple[bool, bool], list] = {(h, d): [] for h in (False, True) for d in (False, True)}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        groups[(name.startswith("decode_head."), p.ndim > 1)].append(p)
+        if p.requires_grad:
+            groups[_group_key(name, p.ndim)].append((name, p))
     out = []
-    for (head, decay), params in groups.items():
-        if params:
-            out.append({"params": params, "lr_mult": cfg.head_lr_mult if head else 1.0,
+    for (head, decay), items in groups.items():
+        if items:
+            out.append({"params": [p for _, p in items], "names": [n for n, _ in items],
+                        "lr_mult": cfg.head_lr_mult if head else 1.0,
                         "weight_decay": cfg.weight_decay if decay else 0.0})
     return out
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, saved_names: list[str]) -> None:
+    """Load AdamW state saved under another parameter order: indices are remapped by name."""
+    new_names = [n for g in optimizer.param_groups for n in g["names"]]
+    if sorted(saved_names) != sorted(new_names):
+        raise StudioError("the checkpoint's optimizer does not match this model's parameters")
+    old_index = {n: i for i, n in enumerate(saved_names)}
+    remapped = {"state": {}, "param_groups": []}
+    new_i = 0
+    for g_new, g_old in zip(optimizer.param_groups, saved["param_groups"]):
+        ids = []
+        for n in g_new["names"]:
+            if old_index[n] in saved["state"]:
+                remapped["state"][new_i] = saved["state"][old_index[n]]
+            ids.append(new_i)
+            new_i += 1
+        remapped["param_groups"].append({**g_old, "params": ids, "names": list(g_new["names"])})
+    optimizer.load_state_dict(remapped)
+
+
+def _saved_param_names(ckpt: dict, model: nn.Module, cfg: TrainConfig) -> list[str]:
+    """Flat optimizer parameter order of a checkpoint. Checkpoints written before names were
+    stored: rebuilt from the saved state_dict's key order (= that model's registration order)."""
+    if ckpt.get("param_names"):
+        return list(ckpt["param_names"])
+    params = dict(model.named_parameters())
+    groups: dict[tuple[bool, bool], list[str]] = {(h, d): [] for h in (False, True) for d in (False, True)}
+    for name in ckpt["model"]:
+        if name in params:
+            groups[_group_key(name, params[name].ndim)].append(name)
+    return [n for names in groups.values() for n in names]
 
 
 class EMA:
@@ -236,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     if resume:
         model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt["optimizer"], _saved_param_names(ckpt, model, cfg))
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         start_epoch, it, best = ckpt["epoch"], ckpt["iter"], ckpt["best"]
@@ -319,6 +357,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             (bar.write if bar is not None else print)(msg)
         atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "ema": ema.state_dict() if ema is not None else None, "epoch": done, "iter": it,
+                     "param_names": [n for g in optimizer.param_groups for n in g["names"]],
                      "best": best, "train_s": train_s_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
                      "np_rng": _rng_for_epoch(cfg, done).bit_generator.state}, last)
         epochs_done += 1
