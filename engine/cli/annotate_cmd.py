@@ -19,7 +19,8 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 from .. import annotate as ann  # noqa: E402
 from . import add_models_dir  # noqa: E402
 
-SAMPLE_FRAMES = 24
+SAMPLE_FRAMES = 24  # frames of the selection timed through Segmenter.segment for --json
+SAMPLE_SECONDS = 2.0  # at least this long before the job and again after it
 
 
 def _scale(value: str):
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     # after it, so a change of machine load during the run affects both speeds alike
     sample = ann.sample_frames(job.video, job.indices, SAMPLE_FRAMES) if args.json and not job.is_complete() else []
     first, second = sample[: len(sample) // 2], sample[len(sample) // 2:]
-    baseline = [ann.segment_fps(seg, first, job.scale)]
+    baseline = [ann.segment_fps(seg, first, job.scale, SAMPLE_SECONDS)]
 
     bar = None
     if not args.no_progress:
@@ -105,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
               f"{result.fps:.2f} frames/s -> {job.out}: {', '.join(result.files)}", file=err)
 
     if args.json:
-        baseline.append(ann.segment_fps(seg, second, job.scale))
-        n = len(sample)
+        baseline.append(ann.segment_fps(seg, second, job.scale, SAMPLE_SECONDS))
+        n = sum(b[0] for b in baseline)
         secs = sum(b[1] for b in baseline)
         seg_fps = n / secs if secs > 0 else 0.0
         fps = result.fps
         print(json.dumps({
             "frames": result.frames, "segmented": result.inferred, "seconds": round(result.seconds, 3),
-            "fps": round(fps, 3), "segment_fps": round(seg_fps, 3), "segment_sample_frames": n,
+            "fps": round(fps, 3), "segment_fps": round(seg_fps, 3), "segment_calls": n, "segment_sample_frames": len(sample),
             "ratio": round(fps / seg_fps, 3) if seg_fps > 0 and result.inferred else None,
             "model": seg.name, "scale": job.scale, "input_size": list(job.input_hw),
             "codec": result.codec, "out": str(job.out), "already_complete": result.already_complete,
