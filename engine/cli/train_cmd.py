@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--label-smoothing", type=float, default=0.0)
     recipe.add_argument("--drop-path", type=float, default=0.1)
     recipe.add_argument("--ema", type=float, default=0.999, help="EMA decay per iteration (0 = off)")
-    recipe.add_argument("--eval-every", type=int, default=5, help="validate every N epochs")
+    recipe.add_argument("--eval-every", type=int, default=None,
+                        help="validate every N epochs (default 5; may be changed on --resume)")
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
@@ -105,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
     new_epochs = args.epochs if args.resume else None
+    new_eval_every = args.eval_every if args.resume else None
     args.epochs = args.epochs or 200
+    args.eval_every = args.eval_every or 5
     if args.epochs < 1 or args.batch < 1:
         raise StudioError("--epochs and --batch must be at least 1")
     if not Path(args.data).is_dir():
@@ -121,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
         command=command,
     )
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress, new_epochs=new_epochs)
+    summary = train(cfg, resume=args.resume, progress=not args.no_progress, new_epochs=new_epochs,
+                    new_eval_every=new_eval_every)
     best = summary["best"]
     print(f"done: {summary['iter']} iterations, best val mIoU {best['miou'] * 100:.2f} "
           f"(epoch {best['epoch']}, {best['source']}) -> {Path(args.out) / 'best.pth'}")

@@ -214,7 +214,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 # --------------------------------------------------------------------------- main loop
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_epochs: int | None = None,
-          new_epochs: int | None = None) -> dict:
+          new_epochs: int | None = None, new_eval_every: int | None = None) -> dict:
     """Train (or resume) a run; returns the final summary. ``stop_after_epochs`` ends this
     call early after that many epochs (tests interrupt a run this way). ``new_epochs`` on
     resume changes the planned length: the poly schedule is a function of (iteration,
@@ -237,6 +237,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             changes.append({"at_epoch": ckpt["epoch"], "from": cfg.epochs, "to": new_epochs})
             cfg.extra = {**cfg.extra, "epochs_changed": changes}
             cfg.epochs = new_epochs
+        if new_eval_every is not None:
+            cfg.eval_every = new_eval_every
         if cfg.command and saved.get("command"):
             cfg.extra = {**saved.get("extra", {}), **cfg.extra, "resumed_with": cfg.command}
             cfg.command = saved["command"]
