@@ -18,14 +18,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="installed model name (default: last used, camvid-tiny, or the first)")
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
     parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
+    parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (default: the remembered one, dark)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
     parser.add_argument("--benchmark-frames", type=int, metavar="N",
                         help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
     parser.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
     parser.add_argument("--screenshot-after", type=float, default=3.0, metavar="S",
                         help="seconds of playback before the screenshot (default 3)")
-    parser.add_argument("--window-size", default="1360x820", metavar="WxH",
-                        help="window size for --screenshot and --benchmark-frames (default 1360x820)")
+    parser.add_argument("--window-size", default="1440x900", metavar="WxH",
+                        help="window size for --screenshot and --benchmark-frames (default 1440x900)")
     return parser
 
 
@@ -34,7 +35,7 @@ def _window_size(text: str) -> tuple[int, int]:
         w, h = (int(v) for v in text.lower().split("x"))
         return max(w, 400), max(h, 300)
     except ValueError:
-        raise SystemExit(f"error: --window-size wants WxH, e.g. 1360x820, not {text!r}") from None
+        raise SystemExit(f"error: --window-size wants WxH, e.g. 1440x900, not {text!r}") from None
 
 
 def launch(argv: list[str]) -> int:
@@ -45,7 +46,7 @@ def launch(argv: list[str]) -> int:
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
         return 2
 
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEvent, QTimer
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
@@ -56,6 +57,8 @@ def launch(argv: list[str]) -> int:
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
     settings = SettingsStore.ephemeral() if measuring else SettingsStore()
+    if args.theme:
+        settings.theme = args.theme
     apply_theme(app, settings.theme)
     if args.fast:
         settings.realtime = False
@@ -80,6 +83,11 @@ def launch(argv: list[str]) -> int:
     heartbeat.timeout.connect(lambda: None)
     code = app.exec()
     window.close()  # no-op when already closed; stops the worker threads otherwise
+    # Deliver what the stopped threads queued and delete the window while Python is still fully
+    # alive: leaving Qt objects to interpreter shutdown can crash some PySide6 versions at exit.
+    app.processEvents()
+    window.deleteLater()
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     if runner is not None and runner.exit_code is not None:
         code = runner.exit_code
     if os.environ.get("STUDIO_DEBUG_THREADS") == "1":

@@ -60,7 +60,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore(scale)
         self.camera_probe = CameraProbe(self)
-        self.camera_probe.cameras_found.connect(self.source_panel.set_cameras)
+        self.camera_probe.cameras_found.connect(self._on_cameras_found)
         # Threads start once the event loop runs, so whoever created the window has connected
         # to its signals before the first source or model error can be emitted.
         start = source if source is not None else settings.last_source
@@ -213,7 +213,12 @@ class MainWindow(QMainWindow):
         if s.geometry is not None:
             self.restoreGeometry(s.geometry)
         else:
-            self.resize(1320, 800)
+            screen = QApplication.primaryScreen()
+            free = screen.availableGeometry() if screen is not None else None
+            if free is not None and free.width() > 0:
+                self.resize(min(1440, int(free.width() * 0.9)), min(900, int(free.height() * 0.9)))
+            else:
+                self.resize(1440, 900)
         if s.splitter_state is not None:
             self.splitter.restoreState(s.splitter_state)
         else:
@@ -255,6 +260,12 @@ class MainWindow(QMainWindow):
     def _open_selected_camera(self) -> None:
         index = self.source_panel.camera_combo.currentData()
         self.open_source(int(index) if index is not None else 0)
+
+    def _on_cameras_found(self, indices: list) -> None:
+        # the camera we are streaming from may be busy for the probe: keep it in the list
+        if self.source_info is not None and self.source_info.kind == "camera":
+            indices = sorted(set(indices) | {int(self.source_info.spec)})
+        self.source_panel.set_cameras(list(indices))
 
     def set_playing(self, playing: bool) -> None:
         self.playing = bool(playing)

@@ -9,9 +9,8 @@ from engine.registry import ModelEntry
 
 from .model_choice import VARIANT_KEYS, available_variants
 
-NO_MODEL_TEXT = ("No model installed. Import one, e.g.\n"
-                 "python main.py models import topformer-tiny-ade20k.pth --dataset ade20k\n"
-                 "then press Reload. Video plays without segmentation until then.")
+NO_MODEL_TEXT = ("No model installed: video plays without segmentation. Import a checkpoint with "
+                 "'python main.py models import FILE.pth --dataset NAME' (see README), then press Reload.")
 
 
 def entry_tooltip(entry: ModelEntry) -> str:

@@ -22,7 +22,7 @@ def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_m
     result = wait_result(qtbot, window, lambda r: r.labels is not None)
 
     with qtbot.waitSignal(window.worker.snapshot_saved, timeout=10000) as saved:
-        window.snapshot()
+        qtbot.keyClick(window, "s")
     paths = sorted(saved.args[0])
     assert [p.rsplit("-", 1)[1] for p in paths] == ["classes.png", "frame.png", "overlay.png"]
     assert all("ade20k-tiny" in p for p in paths)
@@ -36,8 +36,9 @@ def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_m
 
     with qtbot.waitSignal(window.worker.recording_started, timeout=10000) as started:
         qtbot.keyClick(window, "r")
-    start_index = window.last_result.frame_index
-    wait_result(qtbot, window, lambda r: r.frame_index >= start_index + 5)
+    fresh = []
+    window.frame_shown.connect(lambda r: fresh.append(r) if r.is_new else None)
+    qtbot.waitUntil(lambda: len(fresh) >= 6, timeout=30000)
     with qtbot.waitSignal(window.worker.recording_stopped, timeout=10000) as stopped:
         qtbot.keyClick(window, "r")
     path, frames = stopped.args

@@ -4,7 +4,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 
 from .conftest import INDOOR_HW, wait_result
 
@@ -117,11 +118,24 @@ def test_empty_state_without_models_or_source(qtbot, make_window, indoor_clip, t
     assert window.stack.currentWidget() is window.empty_state
     assert window.empty_state.open_video_button.isVisible() and window.empty_state.open_camera_button.isVisible()
     qtbot.waitUntil(lambda: "No model installed" in window.model_panel.status_label.text(), timeout=5000)
-    window.open_source(str(indoor_clip))
+
+    # a file dropped on the window opens
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(indoor_clip))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    assert drop.isAccepted()
     result = wait_result(qtbot, window, lambda r: r.frame_index >= 2)
     assert result.labels is None and result.model == ""
     assert np.array_equal(result.overlay_bgr, result.frame_bgr)  # plain video without a model
     assert window.stack.currentWidget() is window.view
+    assert window.source_info.description == indoor_clip.name
+
+    qtbot.keyClick(window, Qt.Key.Key_F)
+    qtbot.waitUntil(lambda: not window.side_scroll.isVisible(), timeout=5000)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: window.side_scroll.isVisible(), timeout=5000)
 
 
 def test_settings_are_remembered(qtbot, make_window, random_models_dir, indoor_clip):
