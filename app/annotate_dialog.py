@@ -352,6 +352,9 @@ class AnnotateDialog(QDialog):
         self.error = message
         self._show_error(message)
         self._finish("failed")
+        out = self.out_edit.text().strip()
+        if out and (Path(out) / ann.JOB_FILE).is_file() and not self.overwrite_check.isChecked():
+            self.resume_check.setChecked(True)  # finished frames were kept: Start continues them
 
     @Slot()
     def _on_cancelled(self) -> None:

@@ -10,7 +10,9 @@ Layout of the output folder::
                              (CVAT's naming of video frames)
     overlay.mp4              class colours blended over the video, at fps / every
     stats.csv                per frame: timestamp and % area of every class
-    cvat.zip                 CVAT "Segmentation mask 1.1" (Pascal VOC segmentation layout)
+    cvat.zip                 CVAT "Segmentation mask 1.1": labelmap.txt (background first),
+                             ImageSets/Segmentation/default.txt, SegmentationClass/frame_*.png
+                             (colour masks in the Pascal VOC indexed form, see cvat_palette)
     summary.json             model, checksum, settings, frame count, class totals, time taken
     .annotate-job.json       the job's settings, so ``--resume`` can check it continues the same job
 
