@@ -82,6 +82,7 @@ def launch(argv: list[str]) -> int:
     heartbeat.start(250)
     heartbeat.timeout.connect(lambda: None)
     code = app.exec()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     window.close()  # no-op when already closed; stops the worker threads otherwise
     # Deliver what the stopped threads queued and delete the window while Python is still fully
     # alive: leaving Qt objects to interpreter shutdown can crash some PySide6 versions at exit.

@@ -104,10 +104,12 @@ class PipelineStats:
             self._infer_ms.clear()
 
     def source_changed(self) -> None:
+        """A new source starts with fresh counters (the on-screen numbers are per source)."""
         with self._lock:
             self._source.reset()
             self._shown.reset()
             self._infer_ms.clear()
+            self.read = self.dropped = self.processed = 0
 
     def snapshot(self, **context) -> StatsSnapshot:
         with self._lock:

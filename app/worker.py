@@ -115,6 +115,7 @@ class InferenceWorker(QObject):
         self._record_request: tuple | None = None
         self._recorder: Recorder | None = None
         self._failed_model: str | None = None
+        self._last_report: tuple[str, float] = ("", 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="studio-inference", daemon=True)
 
@@ -250,8 +251,8 @@ class InferenceWorker(QObject):
                 self._last_packet = packet
                 try:
                     self._process(packet, redo)
-                except Exception as exc:  # noqa: BLE001 - keep serving; tell the user once
-                    self.error_occurred.emit(f"processing failed: {exc}")
+                except Exception as exc:  # noqa: BLE001 - keep serving; tell the user (not every frame)
+                    self._report_once(f"processing failed: {exc}")
                     time.sleep(0.2)
         finally:
             self._finish_recording()
@@ -288,6 +289,13 @@ class InferenceWorker(QObject):
             self._notified = True
         if notify:
             self.frame_ready.emit()
+
+    def _report_once(self, message: str, every_s: float = 10.0) -> None:
+        """Emit ``message`` unless the same one was emitted in the last ``every_s`` seconds."""
+        now = time.monotonic()
+        if message != self._last_report[0] or now - self._last_report[1] > every_s:
+            self._last_report = (message, now)
+            self.error_occurred.emit(message)
 
     def _labels(self, packet: Packet, segmenter: Segmenter | None, scale: str,
                 redo: bool) -> tuple[np.ndarray | None, tuple[int, int], float | None]:

@@ -1,11 +1,15 @@
 """Playing real clips through real ONNX sessions in the real window."""
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+
+from engine.segmenter import Segmenter
 
 from .conftest import INDOOR_HW, wait_result
 
@@ -153,3 +157,33 @@ def test_settings_are_remembered(qtbot, make_window, random_models_dir, indoor_c
     wait_result(qtbot, again, lambda r: r.model == "small-random" and r.stats.scale == "half")
     assert again.display_panel.opacity_slider.value() == 70
     again.display_panel.dark_check.setChecked(True)  # leave the process in the default theme
+
+
+def test_latest_frame_semantics_drop_not_queue(qtbot, make_window, random_models_dir, indoor_clip, monkeypatch):
+    """A model slower than the source drops frames (counted) instead of queueing them;
+    "as fast as possible" playback drops none."""
+    original = Segmenter.segment
+
+    def slow_segment(self, *args, **kwargs):
+        time.sleep(0.25)  # runs on the inference thread: a model 2.5x slower than the 10 fps clip
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "segment", slow_segment)
+    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random", scale="half")
+    shown = []
+    window.frame_shown.connect(lambda r: shown.append(r) if r.is_new and r.labels is not None else None)
+    qtbot.waitUntil(lambda: len(shown) >= 4, timeout=30000)
+    stats = window.worker.stats
+    assert stats.dropped >= 2
+    assert 0 <= stats.read - stats.dropped - stats.processed <= 2  # at most one waiting, one in flight
+    indices = [r.frame_index for r in shown]
+    assert max(b - a for a, b in zip(indices, indices[1:])) >= 2  # the view skips to the newest frame
+
+    window.source_panel.speed_combo.setCurrentIndex(1)  # as fast as possible
+    qtbot.waitUntil(lambda: not window.worker.reader.realtime, timeout=5000)
+    qtbot.waitUntil(lambda: len(shown) >= 7, timeout=30000)  # let frames read before the switch drain
+    dropped, count = stats.dropped, len(shown)
+    qtbot.waitUntil(lambda: len(shown) >= count + 3, timeout=30000)
+    assert stats.dropped == dropped
+    fast = [r.frame_index for r in shown[count:]]
+    assert all(b - a == 1 for a, b in zip(fast, fast[1:]))

@@ -1,0 +1,94 @@
+"""The app's Qt-free pieces: model choice, the latest-frame slot, stats, capture names, settings."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.capture import capture_stem, ensure_writable_folder
+from app.frame_slot import LatestSlot
+from app.model_choice import initial_model, variant_sibling
+from app.stats import PipelineStats, RateMeter
+from engine.errors import StudioError
+from engine.registry import ModelEntry
+
+
+def entry(name: str, variant: str, dataset: str = "ade20k", accuracy=None) -> ModelEntry:
+    return ModelEntry(name=name, variant=variant, dataset=dataset, classes=["a"], palette=[[0, 0, 0]], onnx="",
+                      sha256="", made_by="test", accuracy=accuracy)
+
+
+ENTRIES = [entry("ade20k-tiny", "tiny"), entry("tiny-random", "tiny"), entry("small-random", "small"),
+           entry("base-random", "base"), entry("camvid-tiny", "tiny", "camvid"),
+           entry("camvid-small", "small", "camvid", accuracy={"miou": 0.5})]
+
+
+def test_initial_model_prefers_request_then_saved_then_camvid_tiny_then_first():
+    assert initial_model(ENTRIES, "small-random", "base-random") == "small-random"
+    assert initial_model(ENTRIES, "missing", "base-random") == "base-random"
+    assert initial_model(ENTRIES, None, "gone") == "camvid-tiny"
+    assert initial_model(ENTRIES[:4], None, None) == "ade20k-tiny"
+    assert initial_model([], "x", "y") is None
+
+
+def test_variant_sibling_stays_in_dataset_and_family():
+    by_name = {e.name: e for e in ENTRIES}
+    assert variant_sibling(ENTRIES, by_name["tiny-random"], "small").name == "small-random"
+    assert variant_sibling(ENTRIES, by_name["small-random"], "tiny").name == "tiny-random"
+    assert variant_sibling(ENTRIES, by_name["camvid-tiny"], "small").name == "camvid-small"
+    assert variant_sibling(ENTRIES, by_name["camvid-tiny"], "base") is None  # never crosses datasets
+    assert variant_sibling(ENTRIES, by_name["ade20k-tiny"], "base").name == "base-random"
+
+
+def test_latest_slot_replaces_unread_items_and_wakes_on_poke():
+    slot = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True  # 1 was never taken: dropped
+    assert slot.take(0.01) == (2, False)
+    assert slot.take(0.01) == (None, False)
+    threading.Timer(0.05, slot.poke).start()
+    assert slot.take(5.0) == (None, True)
+
+
+def test_pipeline_stats_median_and_reset():
+    stats = PipelineStats()
+    for ms in (10.0, 30.0, 20.0):
+        stats.frame_processed(ms)
+    stats.frame_read(False)
+    stats.frame_read(True)
+    snap = stats.snapshot(model="m")
+    assert snap.inference_ms == 20.0 and snap.frames_dropped == 1 and snap.frames_read == 2
+    stats.model_changed()
+    assert stats.snapshot().inference_ms == 0.0
+    stats.source_changed()
+    assert stats.snapshot().frames_read == 0
+
+
+def test_rate_meter():
+    meter = RateMeter(window_s=10)
+    for i in range(11):
+        meter.tick(100.0 + i * 0.1)
+    assert meter.rate(101.0) == pytest.approx(10.0)
+
+
+def test_capture_names_and_unwritable_folder(tmp_path):
+    assert capture_stem("my model/v2").endswith("-my_model_v2")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StudioError, match="cannot create output folder"):
+        ensure_writable_folder(blocker / "sub")
+    assert ensure_writable_folder(tmp_path / "new") == tmp_path / "new"
+
+
+def test_settings_store_types(isolated_settings):
+    from app.settings_store import SettingsStore
+
+    s = SettingsStore()
+    assert (s.scale, s.theme, s.opacity, s.loop, s.realtime, s.model, s.last_source) == (
+        "full", "dark", 0.5, True, True, None, None)
+    s.scale, s.theme, s.opacity, s.loop, s.model, s.last_source = "half", "light", 0.25, False, "m", "0"
+    s.sync()
+    again = SettingsStore()
+    assert (again.scale, again.theme, again.opacity, again.loop, again.model, again.last_source) == (
+        "half", "light", 0.25, False, "m", "0")
+    assert str(isolated_settings) in again.qsettings.fileName()
