@@ -81,6 +81,8 @@ def make_window(qtbot, tmp_path):
         window.resize(1100, 700)
         qtbot.addWidget(window)
         window.show()
+        window.activateWindow()  # keyboard shortcuts need the active window (Xvfb has no window manager)
+        qtbot.waitActive(window, timeout=5000)
         windows.append(window)
         return window
 
