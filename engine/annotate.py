@@ -845,7 +845,7 @@ class AnnotateJob:
                     break
                 n, index, image, prepared, mask = item
                 if mask is None:
-                    labels = seg.run(prepared, (self.height, self.width))
+                    labels = seg.labels(prepared, (self.height, self.width))
                     counts["inferred"] += 1
                 else:
                     labels = mask

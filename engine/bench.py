@@ -51,10 +51,19 @@ def median_ms(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
 
 
 def synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A deterministic frame with smooth structure (so class maps have real boundaries)."""
+    """A deterministic frame of large smooth regions, so class maps have a realistic
+    share of boundaries (pass a real frame with ``--frame`` for your own content)."""
     rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, (max(height // 40, 2), max(width // 40, 2), 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def load_frame(path: str | Path) -> np.ndarray:
+    """First frame of an image or video file, for benchmarking on real content."""
+    from .sources import open_source
+
+    with open_source(str(path)) as source:
+        return source.read().image
 
 
 class NaivePipeline:
@@ -83,14 +92,18 @@ class NaivePipeline:
 
 
 def bench_model(segmenter: Segmenter, repeat: int = 5, frame_sizes=FRAME_SIZES, scales=SCALES,
-                naive: NaivePipeline | None = None) -> list[BenchRow]:
+                naive: NaivePipeline | None = None, content: np.ndarray | None = None) -> list[BenchRow]:
     rows = []
     for height, width in frame_sizes:
-        frame = synthetic_frame(height, width)
+        if content is None:
+            frame = synthetic_frame(height, width)
+        else:
+            frame = cv2.resize(content, (width, height), interpolation=cv2.INTER_AREA)
         for scale in scales:
             in_hw = segmenter.input_size((height, width), scale)
             prepared = segmenter.prepare(frame, in_hw)
-            raw = median_ms(lambda: segmenter.run(prepared, (height, width)), repeat)
+            out_hw = segmenter.output_size(in_hw, (height, width))
+            raw = median_ms(lambda: segmenter.run(prepared, out_hw), repeat)
             e2e = median_ms(lambda: segmenter.segment(frame, scale), repeat)
             naive_ms = median_ms(lambda: naive(frame, in_hw), repeat) if naive else None
             rows.append(BenchRow(
@@ -103,7 +116,7 @@ def bench_model(segmenter: Segmenter, repeat: int = 5, frame_sizes=FRAME_SIZES, 
 
 
 def run_bench(models_dir: Path | None, names: list[str] | None = None, repeat: int = 5, with_naive: bool = True,
-              on_row: Callable[[BenchRow], None] | None = None) -> list[BenchRow]:
+              on_row: Callable[[BenchRow], None] | None = None, content: np.ndarray | None = None) -> list[BenchRow]:
     registry = Registry(models_dir)
     entries = [e for e in registry.entries() if not names or e.name in names]
     rows: list[BenchRow] = []
@@ -111,7 +124,7 @@ def run_bench(models_dir: Path | None, names: list[str] | None = None, repeat: i
         for entry in entries:
             segmenter = Segmenter(entry, registry.verify(entry))
             naive = _naive_or_none(registry.onnx_path(entry), Path(tmp)) if with_naive else None
-            for row in bench_model(segmenter, repeat, naive=naive):
+            for row in bench_model(segmenter, repeat, naive=naive, content=content):
                 rows.append(row)
                 if on_row:
                     on_row(row)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 
 from .errors import StudioError
 from .registry import ModelEntry, Registry
@@ -88,21 +89,66 @@ class Segmenter:
             frame = cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
         return np.ascontiguousarray(frame)[None]
 
-    def run(self, image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    def run(self, image: np.ndarray, out_hw: tuple[int, int], cancel: "CancelToken | None" = None) -> np.ndarray:
         """Raw ``session.run`` on a prepared input; returns the uint8 class map [out_h, out_w]."""
-        out_size = np.asarray(out_hw, dtype=np.int64)
-        return self.session.run(None, {"image": image, "out_size": out_size})[0][0]
+        feeds = {"image": image, "out_size": np.asarray(out_hw, dtype=np.int64)}
+        try:
+            return self.session.run(None, feeds, cancel.options if cancel else None)[0][0]
+        except Exception:
+            if cancel is not None and cancel.cancelled:
+                raise InferenceCancelled("inference cancelled") from None
+            raise
 
-    def segment(self, frame_bgr: np.ndarray, scale: Scale = "full", size: tuple[int, int] | None = None) -> np.ndarray:
+    def labels(self, image: np.ndarray, frame_hw: tuple[int, int], cancel: "CancelToken | None" = None) -> np.ndarray:
+        """Class map at frame size from a prepared input.
+
+        When the network input is about the frame's size (``full``) the graph computes the
+        labels at frame size directly. When it is clearly smaller (``half``) the graph
+        computes them at input resolution and they are scaled up (nearest) here: the exact
+        upsample would cost as much as the network itself and add no detail.
+        """
+        out_hw = self.output_size(image.shape[1:3], frame_hw)
+        labels = self.run(image, out_hw, cancel)
+        if out_hw != tuple(frame_hw):
+            labels = cv2.resize(labels, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_NEAREST)
+        return labels
+
+    @staticmethod
+    def output_size(in_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """Size the graph computes labels at: the frame's, unless the input is clearly smaller."""
+        if in_hw[0] * in_hw[1] >= 0.8 * frame_hw[0] * frame_hw[1]:
+            return tuple(frame_hw)
+        return tuple(in_hw)
+
+    def segment(self, frame_bgr: np.ndarray, scale: Scale = "full", size: tuple[int, int] | None = None,
+                cancel: "CancelToken | None" = None) -> np.ndarray:
         """Class map (uint8, frame's height x width) of a BGR (or gray/BGRA) frame.
 
-        ``size`` overrides the network input size (e.g. an official test resize).
+        ``size`` overrides the network input size (e.g. an official test resize);
+        ``cancel`` lets another thread stop a long inference (InferenceCancelled is raised).
         """
         if frame_bgr is None or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
             raise StudioError("segment() needs a non-empty image array")
         hw = frame_bgr.shape[:2]
-        image = self.prepare(frame_bgr, size or self.input_size(hw, scale))
-        return self.run(image, hw)
+        return self.labels(self.prepare(frame_bgr, size or self.input_size(hw, scale)), hw, cancel)
+
+
+class InferenceCancelled(StudioError):
+    pass
+
+
+class CancelToken:
+    """Stops an inference in progress from another thread (e.g. when the window closes)."""
+
+    def __init__(self):
+        self.options = ort.RunOptions()
+
+    def cancel(self) -> None:
+        self.options.terminate = True
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.options.terminate)
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ def test_onnx_matches_pytorch_on_real_images(shared_dir, random_models_dir):
         agree = total = 0
         for path in images:
             frame = cv2.imread(path)
-            ours = seg.segment(frame, size=in_hw)
+            ours = seg.run(seg.prepare(frame, in_hw), frame.shape[:2])  # the graph, labels at image size
             ref = torch_labels(model, frame, in_hw, frame.shape[:2])
             assert ours.shape == frame.shape[:2] and ours.dtype == np.uint8
             agree += int((ours == ref).sum())
@@ -94,8 +94,24 @@ def test_segmenter_full_and_half(random_models_dir, videos):
         assert labels.max() < seg.num_classes
     gray = seg.segment(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), "half")
     assert gray.shape == (720, 1280)
+    # half: labels computed at input resolution, then scaled to the frame (nearest)
+    assert seg.output_size((352, 640), (720, 1280)) == (352, 640)
+    assert seg.output_size((704, 1280), (720, 1280)) == (720, 1280)
     with pytest.raises(StudioError, match="unknown scale"):
         seg.segment(frame, "quarter")
+
+
+@pytest.mark.shared
+@pytest.mark.shared
+def test_inference_can_be_cancelled_from_another_thread(random_models_dir):
+    from engine.segmenter import CancelToken, InferenceCancelled
+
+    seg = Segmenter.load("base-random", random_models_dir)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(InferenceCancelled):
+        seg.segment(np.zeros((720, 1280, 3), np.uint8), "full", cancel=token)
+    assert seg.segment(np.zeros((64, 64, 3), np.uint8), cancel=CancelToken()).shape == (64, 64)
 
 
 @pytest.mark.shared

@@ -13,10 +13,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", help="comma-separated model names (default: all installed)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median; one warm-up excluded)")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive peer pipeline")
+    parser.add_argument("--frame", help="image or video whose first frame is used (resized to each size); default: synthetic")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import as_dicts, run_bench
+    from ..bench import as_dicts, load_frame, run_bench
     from ..errors import StudioError
     from ..runtime import available_providers
 
@@ -34,11 +35,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row.model:<20} {row.frame:>9} {row.scale:>5} {row.input:>9} {row.raw_ms:8.1f} {row.segmenter_ms:8.1f} "
               f"{row.overhead_ratio:7.3f} {naive} {speed}", flush=True)
 
-    rows = run_bench(args.models_dir, names, args.repeat, with_naive=not args.no_naive, on_row=show)
+    content = load_frame(args.frame) if args.frame else None
+    rows = run_bench(args.models_dir, names, args.repeat, with_naive=not args.no_naive, on_row=show, content=content)
     if not rows:
         raise StudioError("no models to benchmark (see `main.py models list`)")
     if args.json:
-        print(json.dumps({"providers": available_providers(), "repeat": args.repeat, "rows": as_dicts(rows)}))
+        print(json.dumps({"providers": available_providers(), "repeat": args.repeat, "frame": args.frame or "synthetic",
+                          "rows": as_dicts(rows)}))
     else:
         print("raw: session.run on a prepared input; seg: Segmenter.segment (frame in, class map at frame size out);"
               " naive: numpy float normalisation + logits model + upsample of every logit plane + argmax")
