@@ -8,6 +8,8 @@ QT67_VENV ?= .venv-qt67
 ARGS ?=
 
 .PHONY: setup setup-runtime run test test-gui-qt67 bench screenshot clean
+SOURCE ?= 0
+OUT ?= screenshot.png
 
 setup: $(VENV)/.setup-done
 
@@ -40,6 +42,11 @@ test-gui-qt67: setup
 
 bench: setup
 	$(BIN)/python main.py bench $(ARGS)
+
+# The real window under Xvfb a few seconds into SOURCE, saved as OUT (needs Debian's xvfb).
+screenshot: setup
+	command -v xvfb-run >/dev/null || (apt-get update -qq && apt-get install -y -qq xvfb libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0)
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python main.py --source "$(SOURCE)" --screenshot "$(OUT)" --screenshot-after 3 $(ARGS)
 
 clean:
 	rm -rf $(VENV) $(QT67_VENV) .pytest_cache

@@ -11,7 +11,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in COMMANDS:
         return run_command(argv)
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--benchmark-frames N]")
+        print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--scale full|half] [--fast]")
+        print("               [--theme dark|light] [--benchmark-frames N] [--screenshot PNG [--screenshot-after S]]")
         print("       main.py COMMAND [...]   (COMMAND --help for details)\n\ncommands:")
         for name, (_, text) in COMMANDS.items():
             print(f"  {name:<10} {text}")

@@ -23,7 +23,7 @@ from PySide6.QtGui import QImage
 
 from engine import overlay
 from engine.errors import StudioError
-from engine.segmenter import Segmenter
+from engine.segmenter import CancelToken, Segmenter
 
 from .capture import Recorder, capture_stem, ensure_writable_folder, save_snapshot
 from .frame_reader import FrameReader, Packet, SourceInfo
@@ -117,6 +117,7 @@ class InferenceWorker(QObject):
         self._failed_model: str | None = None
         self._last_report: tuple[str, float] = ("", 0.0)
         self._stop = threading.Event()
+        self._cancel = CancelToken()  # stops an inference in progress when the worker stops
         self._thread = threading.Thread(target=self._run, name="studio-inference", daemon=True)
 
     # -- control (UI thread) -----------------------------------------------------------------------
@@ -216,6 +217,7 @@ class InferenceWorker(QObject):
         """Stop every thread; True when all ended within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         self._stop.set()
+        self._cancel.cancel()
         self.reader.stop()
         self._slot.poke()
         reader_ok = self.reader.join(max(0.05, deadline - time.monotonic()))
@@ -311,8 +313,10 @@ class InferenceWorker(QObject):
             return c_labels, input_size, None
         t0 = time.perf_counter()
         try:
-            labels = segmenter.segment(frame, scale)
+            labels = segmenter.segment(frame, scale, cancel=self._cancel)
         except Exception as exc:  # noqa: BLE001 - a model that fails on a frame must not stop the app
+            if self._stop.is_set():
+                return None, input_size, None
             if self._failed_model != segmenter.name:
                 self._failed_model = segmenter.name
                 self.error_occurred.emit(f"model {segmenter.name} failed on this frame: {exc}")
