@@ -12,7 +12,7 @@ Layout of the output folder::
     stats.csv                per frame: timestamp and % area of every class
     cvat.zip                 CVAT "Segmentation mask 1.1": labelmap.txt (background first),
                              ImageSets/Segmentation/default.txt, SegmentationClass/frame_*.png
-                             (colour masks in the Pascal VOC indexed form, see cvat_palette)
+                             (colour masks in the Pascal VOC indexed form, see engine/cvat.py)
     summary.json             model, checksum, settings, frame count, class totals, time taken
     .annotate-job.json       the job's settings, so ``--resume`` can check it continues the same job
 
@@ -32,11 +32,8 @@ import math
 import os
 import queue
 import shutil
-import struct
 import threading
 import time
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +42,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from . import overlay
+from .cvat import CvatZipWriter, cvat_label_colors
 from .errors import SourceError, StudioError
+from .indexed_png import encode_indexed_png, read_mask
 from .segmenter import Segmenter, scale_factor
 from .sources import IMAGE_EXTENSIONS, VideoFileSource
 
@@ -61,7 +61,6 @@ OUTPUT_FILES = {"overlay": OVERLAY_FILE, "stats": STATS_FILE, "cvat": CVAT_FILE}
 # A container's frame count can be an estimate; a stream this many frames short at the very end is
 # accepted (the missing frames do not exist), anything shorter is a truncated file.
 FRAME_COUNT_SLACK = 2
-ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same frames give the same zip bytes
 CODECS = (("avc1", "H.264"), ("mp4v", "MPEG-4 Part 2"))
 
 
@@ -96,6 +95,7 @@ def parse_time(value: str | float | int | None) -> float | None:
 
 
 def parse_formats(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """The chosen outputs from ``"masks,stats"`` or a list, in FORMATS order; None means all."""
     if value is None:
         return FORMATS
     items = value.split(",") if isinstance(value, str) else list(value)
@@ -107,125 +107,21 @@ def parse_formats(value: str | list[str] | tuple[str, ...] | None) -> tuple[str,
 
 
 # --------------------------------------------------------------------------------------------
-# Indexed PNGs without Pillow: OpenCV encodes the class map as an 8-bit grayscale PNG, and the
-# header is switched to colour type 3 (palette) with a PLTE chunk. Both types store one byte per
-# pixel with the same filters and compression, so the image data (IDAT) is valid unchanged.
-# Reading does the reverse, so libpng decodes the indices instead of expanding them to colours.
+# Small helpers: atomic files, codec probe
 # --------------------------------------------------------------------------------------------
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_chunks(data: bytes):
-    """(type, body, raw chunk bytes) for each chunk of a PNG."""
-    if data[:8] != PNG_SIGNATURE:
-        raise ValueError("not a PNG file")
-    pos = 8
-    while pos + 12 <= len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        ctype = data[pos + 4:pos + 8]
-        end = pos + 12 + length
-        if end > len(data):
-            raise ValueError("truncated PNG")
-        yield ctype, data[pos + 8:pos + 8 + length], data[pos:end]
-        pos = end
-        if ctype == b"IEND":
-            return
-    raise ValueError("truncated PNG (no IEND)")
-
-
-def _png_chunk(ctype: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", zlib.crc32(ctype + body) & 0xFFFFFFFF)
-
-
-def encode_indexed_png(labels: np.ndarray, palette_rgb: np.ndarray) -> bytes:
-    """An 8-bit palette PNG (mode "P") whose pixel values are ``labels`` and palette ``palette_rgb``."""
-    labels = np.ascontiguousarray(labels)
-    if labels.dtype != np.uint8 or labels.ndim != 2:
-        raise ValueError("labels must be a 2-D uint8 array")
-    palette = np.asarray(palette_rgb, dtype=np.uint8).reshape(-1, 3)[:256]
-    top = int(labels.max()) + 1 if labels.size else 1
-    if top > len(palette):  # every index must have a palette entry; extra ids show black
-        palette = np.vstack([palette, np.zeros((top - len(palette), 3), np.uint8)])
-    ok, buf = cv2.imencode(".png", labels)
-    if not ok:
-        raise StudioError("OpenCV could not encode a PNG")
-    out = [PNG_SIGNATURE]
-    for ctype, body, raw in _png_chunks(buf.tobytes()):
-        if ctype == b"IHDR":
-            width, height, depth, color, comp, filt, interlace = struct.unpack(">IIBBBBB", body)
-            if depth != 8 or color != 0:
-                raise StudioError(f"unexpected PNG from OpenCV (depth {depth}, colour type {color})")
-            out.append(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 3, comp, filt, interlace)))
-            out.append(_png_chunk(b"PLTE", palette.tobytes()))
-        elif ctype in (b"IDAT", b"IEND"):
-            out.append(raw)
-    return b"".join(out)
-
-
-def decode_indexed_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """(class map uint8 HxW, palette uint8 [N,3] RGB) of an 8-bit palette PNG."""
-    out = [PNG_SIGNATURE]
-    palette = None
-    for ctype, body, raw in _png_chunks(data):
-        if ctype == b"IHDR":
-            width, height, depth, color, comp, filt, interlace = struct.unpack(">IIBBBBB", body)
-            if depth != 8 or color != 3:
-                raise ValueError(f"not an 8-bit palette PNG (depth {depth}, colour type {color})")
-            out.append(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, comp, filt, interlace)))
-        elif ctype == b"PLTE":
-            palette = np.frombuffer(body, np.uint8).reshape(-1, 3).copy()
-        elif ctype in (b"IDAT", b"IEND"):
-            out.append(raw)
-    if palette is None:
-        raise ValueError("palette PNG without PLTE chunk")
-    labels = cv2.imdecode(np.frombuffer(b"".join(out), np.uint8), cv2.IMREAD_UNCHANGED)
-    if labels is None or labels.ndim != 2:
-        raise ValueError("damaged PNG data")
-    return labels, palette
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """The class map stored in a mask PNG written by this module."""
-    return decode_indexed_png(Path(path).read_bytes())[0]
-
-
-def read_mask_palette(path: str | Path) -> np.ndarray:
-    return decode_indexed_png(Path(path).read_bytes())[1]
-
-
-# --------------------------------------------------------------------------------------------
-# Small helpers: colours, atomic files, codec probe
-# --------------------------------------------------------------------------------------------
-def color_lut(palette_bgr: np.ndarray) -> np.ndarray:
-    """256-entry 3-channel lookup table for cv2.LUT (ids past the palette are black)."""
-    lut = np.zeros((256, 1, 3), np.uint8)
-    lut[: len(palette_bgr), 0] = np.asarray(palette_bgr, np.uint8)[:256]
-    return lut
-
-
-def colorize_fast(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Same result as overlay.colorize, with a user colour map (several times faster, releases the GIL)."""
-    return cv2.applyColorMap(labels, lut)
-
-
-def blend_colors(frame_bgr: np.ndarray, colors: np.ndarray, opacity: float) -> np.ndarray:
-    """overlay.blend for an already colourised class map (identical pixels)."""
-    opacity = float(min(max(opacity, 0.0), 1.0))
-    if opacity >= 1.0:
-        return colors
-    if opacity <= 0.0:
-        return frame_bgr
-    return cv2.addWeighted(colors, opacity, frame_bgr, 1.0 - opacity, 0.0)
-
-
 def _write_all(fh, data: bytes) -> None:
     """The one place file bytes are written (tests replace it to simulate a full disk)."""
     fh.write(data)
 
 
+def _tmp(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place."""
+    return path.with_name(TMP_PREFIX + path.name)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``.tmp-<name>`` next to ``path``, then rename it over ``path``."""
-    tmp = path.with_name(TMP_PREFIX + path.name)
+    tmp = _tmp(path)
     try:
         with open(tmp, "wb") as fh:
             _write_all(fh, data)
@@ -241,16 +137,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _unlink(path: Path) -> None:
+    """Remove a file if it is there; cleanup must never raise over the error that caused it."""
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
     except OSError:
         pass
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(TMP_PREFIX + path.name)
 
 
 def _io_error(exc: OSError, what: Path | str | None = None) -> StudioError:
@@ -313,64 +206,6 @@ def pick_codec(folder: Path, size: tuple[int, int], fps: float) -> tuple[str, st
             cv2.utils.logging.setLogLevel(old_level)
     _codec_cache[(w, h)] = chosen
     return chosen
-
-
-def cvat_label_colors(class_names: list[str], palette_rgb: np.ndarray) -> tuple[list[tuple[str, tuple[int, int, int]]], dict]:
-    """The CVAT labelmap: ``background`` (0,0,0) first, then class i at position i + 1.
-
-    CVAT (Datumaro) needs unique names and decodes colour masks by colour, so colours must be
-    unique and not black: a repeated name gets ``_<class id>`` appended (ADE20K has two "screen"),
-    a repeated colour the nearest free one (ADE20K's road and skyscraper share one), ``:`` in a
-    name becomes ``_``. Returns ([(name, rgb)], {"renamed": {...}, "recolored": {...}}).
-    """
-    labels: list[tuple[str, tuple[int, int, int]]] = [("background", (0, 0, 0))]
-    names, colors = {"background"}, {(0, 0, 0)}
-    renamed, recolored = {}, {}
-    for i, (name, color) in enumerate(zip(class_names, palette_rgb)):
-        label = name.replace(":", "_").strip() or f"class_{i}"
-        if label in names:
-            label = f"{label}_{i}"
-        if label != name:
-            renamed[f"{i}:{name}"] = label
-        rgb = tuple(int(c) for c in color)
-        if rgb in colors:
-            rgb = _free_color(rgb, colors)
-            recolored[label] = list(rgb)
-        names.add(label)
-        colors.add(rgb)
-        labels.append((label, rgb))
-    return labels, {"renamed": renamed, "recolored": recolored}
-
-
-def _free_color(rgb: tuple[int, int, int], used: set) -> tuple[int, int, int]:
-    for step in range(1, 256):
-        for delta in ((step, 0, 0), (0, step, 0), (0, 0, step), (-step, 0, 0), (0, -step, 0), (0, 0, -step)):
-            cand = tuple(min(255, max(0, c + d)) for c, d in zip(rgb, delta))
-            if cand not in used:
-                return cand
-    raise StudioError("no free colour for the CVAT labelmap")
-
-
-def cvat_palette(labels: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
-    """Palette of the CVAT colour masks, whose pixel values are class id + 1 (the labelmap position).
-
-    That is the Pascal VOC form (SegmentationClass PNGs are indexed by position in the label list,
-    background 0): readers that expand the palette (OpenCV, so Datumaro and CVAT) get the labelmap's
-    RGB colours, readers that keep indices (Pillow) get the labelmap positions.
-    """
-    return np.array([rgb for _, rgb in labels], np.uint8)
-
-
-def class_areas(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """overlay.class_areas with cv2.calcHist (exact counts, a few times faster than bincount)."""
-    counts = cv2.calcHist([labels], [0], None, [256], [0, 256]).reshape(-1)[:num_classes].astype(np.float64)
-    return counts * (100.0 / (labels.size or 1))
-
-
-def labelmap_text(labels: list[tuple[str, tuple[int, int, int]]]) -> str:
-    lines = ["# label:color_rgb:parts:actions"]
-    lines += [f"{name}:{r},{g},{b}::" for name, (r, g, b) in labels]
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,9 +322,8 @@ class AnnotateJob:
         self.segmenter = Segmenter.load(o.model, o.models_dir, threads=o.threads)
         self.input_hw = self.segmenter.input_size((self.height, self.width), self.scale)
         self.palette_rgb = self.segmenter.palette_rgb
-        self.lut = color_lut(self.segmenter.palette_bgr)
+        self.lut = overlay.color_lut(self.segmenter.palette_bgr)
         self.cvat_labels, self.cvat_changed = cvat_label_colors(self.segmenter.class_names, self.palette_rgb)
-        self.cvat_palette = cvat_palette(self.cvat_labels)
 
         # the output folder
         self._check_out()
@@ -760,10 +594,9 @@ class AnnotateJob:
                     cap.release()
 
         def writer() -> None:
-            video = zf = None
+            video = cvat_zip = None
             tmp_video = _tmp(self.out / OVERLAY_FILE)
             tmp_zip = _tmp(self.out / CVAT_FILE)
-            names: list[str] = []
             try:
                 if want_overlay:
                     video = cv2.VideoWriter(str(tmp_video), cv2.VideoWriter_fourcc(*codec[0]), self.fps / self.every,
@@ -771,7 +604,7 @@ class AnnotateJob:
                     if not video.isOpened():
                         raise StudioError(f"cannot write {self.out / OVERLAY_FILE} (OpenCV video writer failed to open)")
                 if want_cvat:
-                    zf = zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_STORED)
+                    cvat_zip = CvatZipWriter(tmp_zip, self.cvat_labels)
                 written = 0
                 while True:
                     item = get(out_q)
@@ -780,14 +613,11 @@ class AnnotateJob:
                     n, index, image, labels, is_new = item
                     if is_new:
                         atomic_write_bytes(self._mask_path(index), encode_indexed_png(labels, self.palette_rgb))
-                    areas[n] = class_areas(labels, seg.num_classes)
+                    areas[n] = overlay.class_areas(labels, seg.num_classes)
                     if video is not None:
-                        video.write(blend_colors(image, colorize_fast(labels, self.lut), self.opacity))
-                    if zf is not None:
-                        png = encode_indexed_png(cv2.add(labels, 1), self.cvat_palette)
-                        info = zipfile.ZipInfo(f"SegmentationClass/{frame_name(index)}.png", ZIP_DATE)
-                        zf.writestr(info, png)
-                    names.append(frame_name(index))
+                        video.write(overlay.blend(image, labels, opacity=self.opacity, lut=self.lut))
+                    if cvat_zip is not None:
+                        cvat_zip.add(frame_name(index), labels)
                     written += 1
                     counts["done"] = written
                     report("frames")
@@ -802,12 +632,9 @@ class AnnotateJob:
                     if got != written:
                         raise StudioError(f"cannot write {self.out / OVERLAY_FILE}: the video has {got} of {written} "
                                           "frames (disk full?)")
-                if zf is not None:
-                    zf.writestr(zipfile.ZipInfo("labelmap.txt", ZIP_DATE), labelmap_text(self.cvat_labels))
-                    zf.writestr(zipfile.ZipInfo("ImageSets/Segmentation/default.txt", ZIP_DATE),
-                                "".join(f"{name}\n" for name in names))
-                    zf.close()
-                    zf = None
+                if cvat_zip is not None:
+                    cvat_zip.finish()
+                    cvat_zip = None
                 if want_overlay:
                     os.replace(tmp_video, self.out / OVERLAY_FILE)
                 if want_cvat:
@@ -820,11 +647,8 @@ class AnnotateJob:
             finally:
                 if video is not None:
                     video.release()
-                if zf is not None:
-                    try:
-                        zf.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+                if cvat_zip is not None:
+                    cvat_zip.close()
 
         threads = [threading.Thread(target=reader, name="studio-annotate-reader", daemon=True),
                    threading.Thread(target=writer, name="studio-annotate-writer", daemon=True)]

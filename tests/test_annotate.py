@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from engine import annotate as ann
-from engine import overlay
+from engine import cvat, indexed_png, overlay
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = "highway-1280x720-short.mp4"  # 38 frames, 25 fps, 1280x720
@@ -72,9 +72,9 @@ def test_indexed_png_roundtrip_and_colours():
     labels = rng.integers(0, 150, (37, 53), dtype=np.uint8)
     labels[:10, :20] = 3  # some flat area
     palette = rng.integers(0, 256, (150, 3), dtype=np.uint8)
-    data = ann.encode_indexed_png(labels, palette)
-    assert data[:8] == ann.PNG_SIGNATURE and data[25] == 3  # IHDR colour type 3 = palette
-    back, pal = ann.decode_indexed_png(data)
+    data = indexed_png.encode_indexed_png(labels, palette)
+    assert data[:8] == indexed_png.PNG_SIGNATURE and data[25] == 3  # IHDR colour type 3 = palette
+    back, pal = indexed_png.decode_indexed_png(data)
     assert np.array_equal(back, labels) and np.array_equal(pal, palette)
     # an ordinary decoder expands the palette: the colours must be the palette's (BGR in OpenCV)
     expanded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -86,14 +86,14 @@ def test_cvat_colours_are_unique_and_background_first():
     from engine.datasets import dataset_info
 
     info = dataset_info("ade20k")  # road and skyscraper share a colour in the official palette
-    labels, changed = ann.cvat_label_colors(list(info.classes), np.array(info.palette))
+    labels, changed = cvat.cvat_label_colors(list(info.classes), np.array(info.palette))
     assert labels[0] == ("background", (0, 0, 0))
     assert len(labels) == len(info.classes) + 1
     assert len({rgb for _, rgb in labels}) == len(labels)
     assert len({name for name, _ in labels}) == len(labels)  # ADE20K has two classes named "screen"
     assert list(changed["recolored"]) == ["skyscraper"] and len(changed["renamed"]) == 1
-    assert np.array_equal(ann.cvat_palette(labels)[1:][[0, 5]], np.array(info.palette)[[0, 5]])
-    text = ann.labelmap_text(labels)
+    assert np.array_equal(cvat.cvat_palette(labels)[1:][[0, 5]], np.array(info.palette)[[0, 5]])
+    text = cvat.labelmap_text(labels)
     assert text.splitlines()[0] == "# label:color_rgb:parts:actions"
     assert text.splitlines()[1] == "background:0,0,0::"
 
@@ -103,9 +103,10 @@ def test_fast_colours_match_overlay_blend():
     labels = rng.integers(0, 12, (20, 30), dtype=np.uint8)
     frame = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     palette = rng.integers(0, 256, (11, 3), dtype=np.uint8)  # id 11 is past the palette: black
-    colors = ann.colorize_fast(labels, ann.color_lut(palette))
+    lut = overlay.color_lut(palette)  # what annotate passes per frame
+    colors = overlay.colorize(labels, lut=lut)
     assert np.array_equal(colors, overlay.colorize(labels, palette))
-    assert np.array_equal(ann.blend_colors(frame, colors, 0.4), overlay.blend(frame, labels, palette, 0.4))
+    assert np.array_equal(overlay.blend(frame, labels, opacity=0.4, lut=lut), overlay.blend(frame, labels, palette, 0.4))
 
 
 def test_parse_time():
@@ -147,7 +148,7 @@ def test_mask_png_equals_segmenter_output(reference, random_models_dir, videos):
     frames = decode_frames(videos / CLIP, check)
     for index in check:
         path = out / "masks" / f"frame_{index:06d}.png"
-        labels, palette = ann.decode_indexed_png(path.read_bytes())
+        labels, palette = indexed_png.decode_indexed_png(path.read_bytes())
         expected = seg.segment(frames[index], "half")
         assert labels.shape == (720, 1280)
         assert np.array_equal(labels, expected), f"mask of frame {index} differs from Segmenter.segment"
@@ -178,7 +179,7 @@ def test_overlay_video_frames_and_size(reference, random_models_dir, videos):
 
     palette = Segmenter.load(MODEL, random_models_dir).palette_bgr
     source = decode_frames(videos / CLIP, [INDICES[0]])[INDICES[0]]
-    expected = overlay.blend(source, ann.read_mask(out / "masks" / f"{NAMES[0]}.png"), palette, 0.5)
+    expected = overlay.blend(source, indexed_png.read_mask(out / "masks" / f"{NAMES[0]}.png"), palette, 0.5)
     assert np.abs(decoded[0].astype(int) - expected).mean() < 8
 
 
@@ -214,11 +215,11 @@ def test_cvat_zip_layout_and_colours(reference):
         for name in (NAMES[0], NAMES[-1]):
             data = zf.read(f"SegmentationClass/{name}.png")
             bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # colours, as CVAT reads it
-            labels = ann.read_mask(out / "masks" / f"{name}.png")
+            labels = indexed_png.read_mask(out / "masks" / f"{name}.png")
             assert bgr.shape == (720, 1280, 3)
             assert np.array_equal(bgr[..., ::-1], class_rgb[labels]), f"colours of {name} do not match labelmap.txt"
             # Pascal VOC form: the PNG is indexed by labelmap position (background 0, class i at i + 1)
-            indices, palette = ann.decode_indexed_png(data)
+            indices, palette = indexed_png.decode_indexed_png(data)
             assert np.array_equal(indices, labels + 1)
             assert np.array_equal(palette[: len(colors)], np.array(colors, np.uint8))
 
@@ -339,4 +340,4 @@ def test_disk_full_leaves_only_complete_files(fail_at, tmp_path, random_models_d
     masks = sorted((out / "masks").glob("*.png"))
     assert [m.stem for m in masks] == NAMES[:fail_at]
     for mask in masks:
-        assert ann.read_mask(mask).shape == (720, 1280)
+        assert indexed_png.read_mask(mask).shape == (720, 1280)
