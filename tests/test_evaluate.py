@@ -93,3 +93,26 @@ def test_eval_cli_unknown_model(shared_dir, tmp_path, capsys):
                         "--data", str(shared_dir / "datasets" / "camvid")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-model" in err[0]
+
+
+# Measured with `python main.py eval --model camvid-tiny --split val --limit 10 --json` when
+# camvid-tiny was shipped (see docs/training.md); the full-val number is in the manifest.
+CAMVID_TINY_VAL10_MIOU = 0.596285
+CAMVID_TINY_VAL10_PIXEL_ACC = 0.946115
+
+
+@pytest.mark.shared
+def test_shipped_camvid_tiny_reproduces_recorded_accuracy(shared_dir, capsys):
+    """The bundled default model gives, through the app's Segmenter, the accuracy recorded
+    for it (10 val images: affordable in CI), and the manifest records its full-val mIoU."""
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
+    entry = next(m for m in manifest["models"] if m["name"] == "camvid-tiny")
+    acc = entry["accuracy"]
+    assert acc["split"] == "val" and acc["images"] == 101 and acc["miou"] > 0.5
+    assert entry["made_by"].startswith("python main.py train ") and acc["epochs"] > 0
+    assert run_command(["eval", "--model", "camvid-tiny", "--data", str(shared_dir / "datasets" / "camvid"),
+                        "--split", "val", "--limit", "10", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 10
+    assert out["miou"] == pytest.approx(CAMVID_TINY_VAL10_MIOU, abs=5e-4)
+    assert out["pixel_acc"] == pytest.approx(CAMVID_TINY_VAL10_PIXEL_ACC, abs=5e-4)

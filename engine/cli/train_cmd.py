@@ -60,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")
     recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--init", default=None, help="start from a run's checkpoint (fine-tuning), e.g. runs/x/best.pth")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_iters=args.warmup_iters, poly_power=args.poly_power, scale_range=tuple(args.scale_range),
         cat_max_ratio=args.cat_max_ratio, rare_crop=args.rare_crop, class_weight=args.class_weight,
         label_smoothing=args.label_smoothing, drop_path=args.drop_path, ema=args.ema, eval_every=args.eval_every,
-        seed=args.seed, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
+        seed=args.seed, init=args.init, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
         command=command,
     )
     summary = train(cfg, resume=args.resume, progress=not args.no_progress, new_epochs=new_epochs,

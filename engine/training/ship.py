@@ -65,9 +65,10 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
     best_epoch = ckpt.get("epoch", epochs_done)
     source = ckpt.get("source", "ema" if ckpt.get("ema") else "model")
     command = cfg.get("command") or ""
-    extra = cfg.get("extra") or {}
+    extra = (state.get("config") or {}).get("extra") or cfg.get("extra") or {}
     training = {
         "run": run_dir.name, "command": command, "resumed_with": extra.get("resumed_with"),
+        "epochs_changed": extra.get("epochs_changed"),
         "epochs": epochs_planned, "epochs_done": epochs_done, "weights_epoch": best_epoch, "weights": source,
         "train_s": round(train_s, 1) if train_s else None,
         "recipe": {k: cfg.get(k) for k in ("batch", "crop", "lr", "head_lr_mult", "weight_decay", "warmup_iters",

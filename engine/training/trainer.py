@@ -57,6 +57,7 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 2
     channels_last: bool = True  # ~1.5x faster convolutions on CPU
+    init: str | None = None  # start from these weights (a run's best.pth/last.pth): fine-tuning
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None
     num_classes: int = 11
@@ -205,6 +206,20 @@ def atomic_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _init_weights(path: Path) -> dict:
+    """Model weights of a training checkpoint (best.pth: its weights; last.pth: EMA if any)."""
+    if not path.is_file():
+        raise StudioError(f"--init: no checkpoint {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" in ckpt:
+        return ckpt["state_dict"]
+    if ckpt.get("ema"):
+        return ckpt["ema"]["state"]
+    if "model" in ckpt:
+        return ckpt["model"]
+    raise StudioError(f"--init: {path} is not a training checkpoint of this project")
+
+
 def build_model(cfg: TrainConfig) -> nn.Module:
     if cfg.variant not in VARIANTS:
         raise StudioError(f"unknown variant {cfg.variant!r}; known: {', '.join(VARIANTS)}")
@@ -262,6 +277,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
+    if cfg.init and not resume:
+        model.load_state_dict(_init_weights(Path(cfg.init)), strict=True)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     groups = param_groups(model, cfg)
