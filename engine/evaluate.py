@@ -23,7 +23,10 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> n
     if pred.shape != label.shape:
         raise ValueError(f"prediction has {pred.size} pixels, label {label.size}")
     keep = label < num_classes
-    idx = label[keep].astype(np.int64) * num_classes + np.minimum(pred[keep].astype(np.int64), num_classes - 1)
+    p = pred[keep].astype(np.int64)
+    if p.size and (p.max() >= num_classes or p.min() < 0):
+        raise ValueError(f"prediction holds class id {int(p.max())}, the model has {num_classes} classes")
+    idx = label[keep].astype(np.int64) * num_classes + p
     return np.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 

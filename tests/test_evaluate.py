@@ -56,6 +56,8 @@ def test_void_and_out_of_range_labels_ignored_and_sums_add_up():
     assert (halves == conf).all()
     with pytest.raises(ValueError):
         confusion_matrix(pred[:10], label, 11)
+    with pytest.raises(ValueError, match="class id 11"):
+        confusion_matrix(np.full_like(label, 11), label, 11)
 
 
 def test_perfect_prediction():
