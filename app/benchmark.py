@@ -11,30 +11,23 @@ import sys
 import time
 from typing import TextIO
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QApplication
-
 from .main_window import MainWindow
+from .scripted_run import ScriptedRun
 from .stall_meter import StallMeter
 from .worker import FrameResult
 
 
-class BenchmarkRun(QObject):
+class BenchmarkRun(ScriptedRun):
     def __init__(self, window: MainWindow, frames: int, out: TextIO = sys.stdout, timeout_s: float = 300.0):
-        super().__init__(window)
-        self.window, self.frames, self.out = window, max(1, frames), out
+        self.frames, self.out = max(1, frames), out
+        super().__init__(window, timeout_s, lambda: self._fail(f"no {self.frames} segmented frames within {timeout_s:.0f} s"))
         self.meter = StallMeter(parent=self)
-        self.exit_code: int | None = None
         self._infer_ms: list[float] = []
         self._shown = 0
         self._t0 = 0.0
         window.frame_shown.connect(self._on_frame)
         window.worker.source_failed.connect(lambda msg: self._fail(f"source failed: {msg}"))
         window.worker.model_failed.connect(lambda name, msg: self._fail(f"model {name} failed: {msg}"))
-        self._watchdog = QTimer(self)
-        self._watchdog.setSingleShot(True)
-        self._watchdog.timeout.connect(lambda: self._fail(f"no {self.frames} segmented frames within {timeout_s:.0f} s"))
-        self._watchdog.start(int(timeout_s * 1000))
 
     def _on_frame(self, result: FrameResult) -> None:
         if self.exit_code is not None or result.labels is None or not result.is_new:
@@ -76,14 +69,3 @@ class BenchmarkRun(QObject):
         }
         print(json.dumps(report), file=self.out, flush=True)
         self._quit(0)
-
-    def _fail(self, message: str) -> None:
-        if self.exit_code is None:
-            print(f"error: {message}", file=sys.stderr, flush=True)
-            self._quit(2)
-
-    def _quit(self, code: int) -> None:
-        self.exit_code = code
-        self._watchdog.stop()
-        self.window.close()
-        QApplication.instance().exit(code)

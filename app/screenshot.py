@@ -8,26 +8,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from .main_window import MainWindow
+from .scripted_run import ScriptedRun
 from .worker import FrameResult
 
 
-class ScreenshotRun(QObject):
+class ScreenshotRun(ScriptedRun):
     def __init__(self, window: MainWindow, out: Path, after_s: float = 3.0, has_source: bool = True,
                  timeout_s: float = 120.0, hover: bool = True):
-        super().__init__(window)
-        self.window, self.out, self.after_s, self.hover = window, Path(out), after_s, hover
-        self.exit_code: int | None = None
+        super().__init__(window, timeout_s, self._take_anyway)
+        self.out, self.after_s, self.hover = Path(out), after_s, hover
         self._armed = False
         window.frame_shown.connect(self._on_frame)
         window.worker.source_failed.connect(self._on_source_failed)
-        self._watchdog = QTimer(self)
-        self._watchdog.setSingleShot(True)
-        self._watchdog.timeout.connect(self._take_anyway)
-        self._watchdog.start(int(timeout_s * 1000))
         self._code = 0
         if not has_source:
             QTimer.singleShot(int(after_s * 1000), self._take)  # no source: shoot the empty state
@@ -63,14 +59,3 @@ class ScreenshotRun(QObject):
     def _take_anyway(self) -> None:
         print("warning: no segmented frame in time; saving what is shown", file=sys.stderr)
         self._take()
-
-    def _fail(self, message: str) -> None:
-        if self.exit_code is None:
-            print(f"error: {message}", file=sys.stderr, flush=True)
-            self._quit(2)
-
-    def _quit(self, code: int) -> None:
-        self.exit_code = code
-        self._watchdog.stop()
-        self.window.close()
-        QApplication.instance().exit(code)

@@ -27,6 +27,21 @@ class Frame:
     timestamp_s: float  # position in the video, or seconds since the camera opened
 
 
+def _open_capture(target: str | int, error: str) -> tuple[cv2.VideoCapture, np.ndarray]:
+    """An open capture and its first frame (proof that it really delivers), else SourceError."""
+    cap = cv2.VideoCapture(target)
+    ok, first = cap.read() if cap.isOpened() else (False, None)
+    if not ok or first is None:
+        cap.release()
+        raise SourceError(error)
+    return cap, first
+
+
+def _fps_of(cap: cv2.VideoCapture, default: float) -> float:
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return float(fps) if fps and 0 < fps < 1000 else default
+
+
 class FrameSource:
     """Common interface: ``read()`` returns the next Frame or None at the end."""
 
@@ -66,14 +81,9 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"video file {self.path} does not exist")
         if not self.path.is_file() or not os.access(self.path, os.R_OK):
             raise SourceError(f"video file {self.path} cannot be read")
-        self._cap = cv2.VideoCapture(str(self.path))
-        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
-        if not ok or first is None:
-            self._cap.release()
-            raise SourceError(f"{self.path.name} is not a readable video (unsupported, corrupt or empty file)")
+        self._cap, first = _open_capture(str(self.path), f"{self.path.name} is not a readable video (unsupported, corrupt or empty file)")
         self.height, self.width = first.shape[:2]
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
+        self.fps = _fps_of(self._cap, default=25.0)
         self.frame_count = max(int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
         self._pending: Frame | None = Frame(first, 0, 0.0)
         self._next_index = 1
@@ -109,14 +119,9 @@ class CameraSource(FrameSource):
 
     def __init__(self, index: int):
         self.index = int(index)
-        self._cap = cv2.VideoCapture(self.index)
-        ok, first = (self._cap.read() if self._cap.isOpened() else (False, None))
-        if not ok or first is None:
-            self._cap.release()
-            raise SourceError(f"camera {self.index} cannot be opened (not connected or in use)")
+        self._cap, first = _open_capture(self.index, f"camera {self.index} cannot be opened (not connected or in use)")
         self.height, self.width = first.shape[:2]
-        fps = self._cap.get(cv2.CAP_PROP_FPS)
-        self.fps = float(fps) if fps and 0 < fps < 1000 else 30.0
+        self.fps = _fps_of(self._cap, default=30.0)
         self._t0 = time.monotonic()
         self._pending: Frame | None = Frame(first, 0, 0.0)
         self._count = 1
