@@ -17,12 +17,15 @@ def entry_tooltip(entry: ModelEntry) -> str:
     lines = [entry.describe(), f"{entry.num_classes} classes"]
     if entry.accuracy:
         acc = entry.accuracy
-        parts = [f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in acc.items()]
-        lines.append("accuracy: " + ", ".join(parts))
+        parts = [f"{k} {100 * acc[k]:.1f}%" for k in ("miou", "pixel_acc") if isinstance(acc.get(k), float)]
+        lines.append(f"accuracy ({acc.get('split', '?')}): " + (", ".join(parts) or "not measured"))
     else:
         lines.append("accuracy: not measured")
     if entry.notes:
         lines.append(entry.notes)
+    if entry.training and entry.training.get("train_s"):
+        t = entry.training
+        lines.append(f"trained {t.get('epochs_done')} epochs in {t['train_s'] / 3600:.1f} h")
     lines.append(f"made by: {entry.made_by}")
     return "\n".join(lines)
 

@@ -39,6 +39,9 @@ class ModelEntry:
     input: dict = field(default_factory=lambda: {"multiple": 32, "mode": "native"})
     accuracy: dict | None = None  # e.g. {"split": "val", "miou": 0.6, "pixel_acc": 0.9, "measured_by": "..."}
     notes: str = ""
+    # How the project's own training made it (run, command, epochs, wall time, recipe), so a
+    # shipped model can be reproduced and compared; None for imported models.
+    training: dict | None = None
 
     @property
     def num_classes(self) -> int:

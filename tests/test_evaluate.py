@@ -1,5 +1,5 @@
 """Evaluation: metric code against hand-computed confusion matrices, the eval CLI, and the
-shipped camvid-tiny reproducing the accuracy recorded for it."""
+shipped models reproducing the accuracy recorded for them."""
 from __future__ import annotations
 
 import json
@@ -97,24 +97,31 @@ def test_eval_cli_unknown_model(shared_dir, tmp_path, capsys):
     assert len(err) == 1 and "no-such-model" in err[0]
 
 
-# Measured with `python main.py eval --model camvid-tiny --split val --limit 10 --json` when
-# camvid-tiny was shipped (see docs/training.md); the full-val number is in the manifest.
-CAMVID_TINY_VAL10_MIOU = 0.596285
-CAMVID_TINY_VAL10_PIXEL_ACC = 0.946115
+def _shipped_camvid_models() -> list[str]:
+    manifest = json.loads((REPO / "models" / "manifest.json").read_text())
+    return [m["name"] for m in manifest["models"] if m["dataset"] == "camvid"]
+
+
+def test_default_model_is_shipped():
+    assert "camvid-tiny" in _shipped_camvid_models()
 
 
 @pytest.mark.shared
-def test_shipped_camvid_tiny_reproduces_recorded_accuracy(shared_dir, capsys):
-    """The bundled default model gives, through the app's Segmenter, the accuracy recorded
-    for it (10 val images: affordable in CI), and the manifest records its full-val mIoU."""
+@pytest.mark.parametrize("name", _shipped_camvid_models())
+def test_shipped_model_reproduces_recorded_accuracy(name, shared_dir, capsys):
+    """Every bundled model gives, through the app's Segmenter, the accuracy recorded for it
+    when it was shipped: on the first 10 val images (affordable in CI; the full-val numbers,
+    also in the manifest, reproduce the same way with `eval` and no --limit)."""
     manifest = json.loads((REPO / "models" / "manifest.json").read_text())
-    entry = next(m for m in manifest["models"] if m["name"] == "camvid-tiny")
+    entry = next(m for m in manifest["models"] if m["name"] == name)
     acc = entry["accuracy"]
     assert acc["split"] == "val" and acc["images"] == 101 and acc["miou"] > 0.5
     assert entry["made_by"].startswith("python main.py train ") and acc["epochs"] > 0
-    assert run_command(["eval", "--model", "camvid-tiny", "--data", str(shared_dir / "datasets" / "camvid"),
-                        "--split", "val", "--limit", "10", "--json"]) == 0
+    assert entry["training"]["epochs_done"] > 0 and entry["training"]["train_s"] > 0
+    check = acc["check"]
+    assert run_command(["eval", "--model", name, "--data", str(shared_dir / "datasets" / "camvid"),
+                        "--split", "val", "--limit", str(check["images"]), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["images"] == 10
-    assert out["miou"] == pytest.approx(CAMVID_TINY_VAL10_MIOU, abs=5e-4)
-    assert out["pixel_acc"] == pytest.approx(CAMVID_TINY_VAL10_PIXEL_ACC, abs=5e-4)
+    assert out["images"] == check["images"] == 10
+    assert out["miou"] == pytest.approx(check["miou"], abs=5e-4)
+    assert out["pixel_acc"] == pytest.approx(check["pixel_acc"], abs=5e-4)

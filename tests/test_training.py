@@ -266,6 +266,9 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     assert entry["made_by"].startswith("python main.py train ") and "--epochs 1" in entry["made_by"]
     assert entry["accuracy"]["epochs"] == 1 and entry["accuracy"]["split"] == "val"
     assert entry["classes"][0] == "sky" and len(entry["palette"]) == 11
+    training = entry["training"]
+    assert training["run"] == "run" and training["epochs_done"] == 1 and training["train_s"] > 0
+    assert training["recipe"]["batch"] == 4
     capsys.readouterr()
     assert run_command(["eval", "--model", "camvid-test", "--models-dir", str(models), "--data", str(camvid),
                         "--limit", "2", "--json"]) == 0

@@ -6,7 +6,6 @@ in the manifest is exactly what ``eval`` reproduces from a clean clone.
 """
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,8 @@ from ..datasets import dataset_info
 from ..errors import StudioError
 from ..registry import ModelEntry, Registry
 from ..topformer import create_model
+
+CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
 
 
 def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch.nn.Module, dict, dict]:
@@ -78,14 +79,13 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
     registry = Registry(models_dir)
     registry.dir.mkdir(parents=True, exist_ok=True)
     notes = (f"TopFormer-{model.variant} trained from scratch on CamVid train by this project: "
-             f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done); "
-             f"training: {json.dumps(training)}")
+             f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
         onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
         entry = ModelEntry(name=name, variant=model.variant, dataset=dataset, classes=list(info.classes),
                            palette=[list(c) for c in info.palette], onnx="", sha256="",
                            made_by=command or f"python main.py train --export-only {run_dir} --name {name}",
-                           notes=notes)
+                           notes=notes, training=training)
         registry.add(entry, onnx_tmp, move=True)
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
@@ -97,6 +97,15 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
                        + (f" --limit {limit}" if limit else ""),
         "epochs": epochs_planned, "epochs_done": epochs_done,
     }
+    # The same measurement on the first few images: small enough for CI to re-run on every
+    # shipped model (tests/test_evaluate.py), so a change to export, Segmenter or eval that
+    # shifts accuracy cannot land unnoticed.
+    if limit is None or limit > CHECK_IMAGES:
+        small = evaluate_model(name, data, split, models_dir=registry.dir, limit=CHECK_IMAGES)
+        accuracy["check"] = {
+            "images": small.images, "miou": round(small.metrics["miou"], 6),
+            "pixel_acc": round(small.metrics["pixel_acc"], 6),
+            "measured_by": f"python main.py eval --model {name} --split {split} --limit {CHECK_IMAGES} --json"}
     registry.update_accuracy(name, accuracy)
     return {"name": name, "onnx": str(registry.dir / f"{name}.onnx"), "miou": res.metrics["miou"],
             "pixel_acc": res.metrics["pixel_acc"], "eval_s": time.time() - t0, "training": training}
