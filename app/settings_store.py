@@ -10,9 +10,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
+from engine.scales import SCALE_NAMES
+
 ORGANIZATION = "TopFormerStudio"
 APPLICATION = "TopFormer Studio"
-SCALES = ("full", "half")
+SCALES = tuple(SCALE_NAMES)
 THEMES = ("dark", "light")
 
 

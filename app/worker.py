@@ -313,7 +313,7 @@ class InferenceWorker(QObject):
             return c_labels, input_size, None
         t0 = time.perf_counter()
         try:
-            labels = segmenter.segment(frame, scale, cancel=self._cancel)
+            labels = segmenter.segment(frame, scale, cancel=self._cancel).labels
         except Exception as exc:  # noqa: BLE001 - a model that fails on a frame must not stop the app
             if self._stop.is_set():
                 return None, input_size, None

@@ -46,7 +46,8 @@ from . import overlay
 from .cvat import CvatZipWriter, cvat_label_colors
 from .errors import SourceError, StudioError
 from .indexed_png import encode_indexed_png, read_mask
-from .segmenter import Segmenter, scale_factor
+from .scales import parse_scale
+from .segmenter import Segmenter
 from .sources import IMAGE_EXTENSIONS, VideoFileSource
 
 FORMATS = ("masks", "overlay", "stats", "cvat")
@@ -291,7 +292,7 @@ class AnnotateJob:
         if int(o.every) < 1:
             raise StudioError(f"--every must be 1 or more (got {o.every})")
         self.every = int(o.every)
-        scale_factor(o.scale)  # validates
+        parse_scale(o.scale)  # validates
         self.scale = o.scale
         if not 0.0 <= float(o.opacity) <= 1.0:
             raise StudioError(f"opacity {o.opacity} is out of range (0..1)")

@@ -17,10 +17,11 @@ import cv2
 import numpy as np
 
 from .registry import Registry
+from .scales import SCALE_NAMES
 from .segmenter import Segmenter
 
 FRAME_SIZES = ((720, 1280), (480, 640))
-SCALES = ("full", "half")
+SCALES = tuple(SCALE_NAMES)
 MEAN_RGB = np.array([123.675, 116.28, 103.53], np.float32)
 STD_RGB = np.array([58.395, 57.12, 57.375], np.float32)
 

@@ -90,7 +90,7 @@ def evaluate_model(name: str, data: str | Path, split: str = "val", models_dir: 
         label = read_label(s.label)
         if label.shape != frame.shape[:2]:
             raise StudioError(f"{s.name}: image {frame.shape[:2]} and label {label.shape} sizes differ")
-        pred = seg.segment(frame, scale=scale)
+        pred = seg.segment(frame, scale=scale).labels
         conf += confusion_matrix(pred, label, n)
     metrics = metrics_from_confusion(conf, list(seg.class_names))
     return EvalResult(name, split, len(samples), str(scale), metrics, time.perf_counter() - t0)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ModelNotFound, StudioError
+from .fileio import atomic_write_text
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -70,19 +71,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class Registry:
@@ -164,4 +152,4 @@ class Registry:
 
     def _write(self, models: list[dict]) -> None:
         text = json.dumps({"schema_version": SCHEMA_VERSION, "models": models}, indent=1) + "\n"
-        _atomic_write_text(self.manifest_path, text)
+        atomic_write_text(self.manifest_path, text)

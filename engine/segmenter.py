@@ -6,6 +6,7 @@ the only work outside the session is one resize of the frame to the network size
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
@@ -14,26 +15,9 @@ import onnxruntime as ort
 
 from .errors import StudioError
 from .registry import ModelEntry, Registry
+from .result import SegResult
 from .runtime import create_session
-
-Scale = str | float
-SCALES = ("full", "half")
-
-
-def scale_factor(scale: Scale) -> float:
-    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
-        if not 0.05 <= float(scale) <= 4.0:
-            raise StudioError(f"scale {scale} is out of range (0.05..4)")
-        return float(scale)
-    if scale == "full":
-        return 1.0
-    if scale == "half":
-        return 0.5
-    raise StudioError(f"unknown scale {scale!r}: use 'full', 'half' or a number")
-
-
-def round_to_multiple(value: float, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+from .scales import Scale, parse_scale, round_to_multiple
 
 
 class Segmenter:
@@ -78,7 +62,7 @@ class Segmenter:
 
     def input_size(self, frame_hw: tuple[int, int], scale: Scale = "full") -> tuple[int, int]:
         """Network input (height, width) for a frame: its size times ``scale``, rounded to the multiple."""
-        factor = scale_factor(scale)
+        factor = parse_scale(scale)
         h, w = frame_hw
         return round_to_multiple(h * factor, self.multiple), round_to_multiple(w * factor, self.multiple)
 
@@ -121,16 +105,20 @@ class Segmenter:
         return tuple(in_hw)
 
     def segment(self, frame_bgr: np.ndarray, scale: Scale = "full", size: tuple[int, int] | None = None,
-                cancel: "CancelToken | None" = None) -> np.ndarray:
-        """Class map (uint8, frame's height x width) of a BGR (or gray/BGRA) frame.
+                cancel: "CancelToken | None" = None) -> SegResult:
+        """Segment a BGR (or gray/BGRA) frame: labels (uint8, frame's height x width) with names and timing.
 
         ``size`` overrides the network input size (e.g. an official test resize);
         ``cancel`` lets another thread stop a long inference (InferenceCancelled is raised).
         """
         if frame_bgr is None or frame_bgr.ndim not in (2, 3) or frame_bgr.size == 0:
             raise StudioError("segment() needs a non-empty image array")
+        t0 = time.perf_counter()
         hw = frame_bgr.shape[:2]
-        return self.labels(self.prepare(frame_bgr, size or self.input_size(hw, scale)), hw, cancel)
+        in_hw = tuple(size) if size else self.input_size(hw, scale)
+        labels = self.labels(self.prepare(frame_bgr, in_hw), hw, cancel)
+        return SegResult(labels=labels, class_names=tuple(self.entry.classes), palette_bgr=self.palette_bgr,
+                         input_hw=(int(in_hw[0]), int(in_hw[1])), inference_ms=(time.perf_counter() - t0) * 1000.0)
 
 
 class InferenceCancelled(StudioError):

@@ -71,7 +71,7 @@ def test_real_ade20k_weights_pixel_accuracy(shared_dir, random_models_dir):
         if max(h, w) * factor > 2048:
             factor = 2048 / max(h, w)
         size = (int(round(h * factor / 32)) * 32, int(round(w * factor / 32)) * 32)
-        pred = seg.segment(image, size=size)
+        pred = seg.segment(image, size=size).labels
         mask = gt >= 0
         correct += int((pred[mask] == gt[mask]).sum())
         valid += int(mask.sum())
@@ -89,10 +89,10 @@ def test_segmenter_full_and_half(random_models_dir, videos):
     assert seg.input_size(frame.shape[:2], "full") == (704, 1280)
     assert seg.input_size(frame.shape[:2], "half") == (352, 640)
     for scale in ("full", "half"):
-        labels = seg.segment(frame, scale)
+        labels = seg.segment(frame, scale).labels
         assert labels.shape == (720, 1280) and labels.dtype == np.uint8
         assert labels.max() < seg.num_classes
-    gray = seg.segment(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), "half")
+    gray = seg.segment(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), "half").labels
     assert gray.shape == (720, 1280)
     # half: labels computed at input resolution, then scaled to the frame (nearest)
     assert seg.output_size((352, 640), (720, 1280)) == (352, 640)
@@ -111,7 +111,7 @@ def test_inference_can_be_cancelled_from_another_thread(random_models_dir):
     token.cancel()
     with pytest.raises(InferenceCancelled):
         seg.segment(np.zeros((720, 1280, 3), np.uint8), "full", cancel=token)
-    assert seg.segment(np.zeros((64, 64, 3), np.uint8), cancel=CancelToken()).shape == (64, 64)
+    assert seg.segment(np.zeros((64, 64, 3), np.uint8), cancel=CancelToken()).labels.shape == (64, 64)
 
 
 @pytest.mark.shared

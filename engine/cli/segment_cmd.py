@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import cv2
 
 from . import add_models_dir
 from ..errors import SourceError, StudioError
+from ..fileio import atomic_write_bytes
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             if args.labels and Path(args.labels).suffix.lower() != ".png":
                 raise StudioError("--labels must name a .png file")
             frame = source.read()
-            labels = segmenter.segment(frame.image, args.scale)
+            labels = segmenter.segment(frame.image, args.scale).labels
             _write_image(out, blend(frame.image, labels, segmenter.palette_bgr, args.opacity))
             if args.labels:
                 _write_image(Path(args.labels), labels)
@@ -57,20 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_image(path: Path, image) -> None:
-    """Encode first, then write under a temporary name and rename: never a half-written file."""
+    """Encode first, then write atomically: never a half-written file."""
     ok, data = cv2.imencode(path.suffix or ".png", image)
     if not ok:
         raise StudioError(f"cannot encode an image as {path.suffix!r}; use .png or .jpg")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.tobytes())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise StudioError(f"cannot write {path}: {exc.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, data.tobytes())
 
 
 def _segment_video(source, segmenter, out: Path, scale: str, opacity: float, blend) -> int:
@@ -83,7 +74,7 @@ def _segment_video(source, segmenter, out: Path, scale: str, opacity: float, ble
     count = 0
     try:
         while (frame := source.read()) is not None:
-            labels = segmenter.segment(frame.image, scale)
+            labels = segmenter.segment(frame.image, scale).labels
             writer.write(blend(frame.image, labels, segmenter.palette_bgr, opacity))
             count += 1
         writer.release()

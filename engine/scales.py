@@ -1,0 +1,60 @@
+"""The scale vocabulary, in one place: ``full``, ``half`` or a factor, and rounding to the network's multiple.
+
+Every command, the app and the engine parse a user's scale through :func:`parse_scale`,
+so ``--scale 0.75`` means the same thing everywhere and a typo is one clear error.
+"""
+from __future__ import annotations
+
+from .errors import StudioError
+
+Scale = str | float
+SCALE_NAMES: dict[str, float] = {"full": 1.0, "half": 0.5}
+MIN_FACTOR, MAX_FACTOR = 0.05, 4.0
+
+
+def parse_scale(value: Scale) -> float:
+    """The factor of a scale: ``"full"`` -> 1.0, ``"half"`` -> 0.5, ``0.75`` or ``"0.75"`` -> 0.75."""
+    if isinstance(value, bool):
+        raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in SCALE_NAMES:
+            return SCALE_NAMES[key]
+        try:
+            factor = float(key)
+        except ValueError:
+            raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number") from None
+    elif isinstance(value, (int, float)):
+        factor = float(value)
+    else:
+        raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number")
+    if not MIN_FACTOR <= factor <= MAX_FACTOR:  # also refuses nan
+        raise StudioError(f"scale {value} is out of range ({MIN_FACTOR}..{MAX_FACTOR})")
+    return factor
+
+
+def scale_name(value: Scale) -> str:
+    """A scale as users write it: ``full``, ``half`` or the factor (``0.75``)."""
+    factor = parse_scale(value)
+    for name, f in SCALE_NAMES.items():
+        if f == factor:
+            return name
+    return f"{factor:g}"
+
+
+def scale_arg(value: str) -> str:
+    """argparse ``type=`` for ``--scale``: checks the value, keeps the user's spelling."""
+    import argparse
+
+    try:
+        parse_scale(value)
+    except StudioError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def round_to_multiple(value: float, multiple: int) -> int:
+    """``value`` rounded to the nearest multiple of ``multiple`` (never below one multiple)."""
+    if multiple <= 0:
+        raise StudioError(f"input multiple must be a positive integer, not {multiple}")
+    return max(multiple, int(round(value / multiple)) * multiple)
