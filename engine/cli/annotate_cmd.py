@@ -33,7 +33,9 @@ def _scale(value: str):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="video file to annotate")
+    parser.add_argument("video", nargs="+",
+                        help="video file(s) to annotate; several files, folders or globs make a batch "
+                             "(one output folder per video under --out, see docs/batch.md)")
     parser.add_argument("--model", required=True, help="installed model name (see: main.py models list)")
     add_models_dir(parser)
     parser.add_argument("--out", required=True, help="output folder")
@@ -51,11 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print a final JSON line with frames/s and the ratio to the engine's own segment speed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="batch: worker processes (local default 1; threads per worker = cores // N)")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help="batch on Ray (pip install .[ray]): no ADDRESS starts a local cluster, "
+                             "'auto' or HOST:PORT joins a running one")
 
 
 def run(args: argparse.Namespace) -> int:
+    from .. import batch
+
+    if batch.is_batch_input(args.video) or args.workers is not None or args.ray is not None:
+        from . import annotate_batch
+
+        return annotate_batch.run(args)
     options = ann.AnnotateOptions(
-        video=args.video, model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
+        video=args.video[0], model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
         every=args.every, start=args.start, end=args.end, formats=args.formats, opacity=args.opacity,
         resume=args.resume, overwrite=args.overwrite, threads=args.threads)
     job = ann.AnnotateJob(options).prepare()

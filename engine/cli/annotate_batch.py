@@ -1,0 +1,83 @@
+"""``main.py annotate A.mp4 B.mp4 FOLDER 'glob*' --out DIR [--workers N | --ray [ADDRESS]]``.
+
+Called by ``annotate_cmd`` when more than one video is named (or a folder, a glob, --workers or
+--ray). One tqdm bar for the whole batch on stderr (frames, videos done, failures, ETA); the
+engine only reports progress through a callback. Exit 0 when every video finished, 1 when any
+failed (each failure is listed with its reason), 130 on Ctrl-C (continue with --resume), 2 for
+bad settings (nothing started).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .. import batch as b
+
+
+def _executor(args: argparse.Namespace):
+    if args.ray is not None:
+        from ..batch_ray import RayExecutor
+
+        return RayExecutor(address=args.ray or None, workers=args.workers, threads=args.threads)
+    from ..batch_pool import LocalPool
+
+    return LocalPool(workers=args.workers, threads=args.threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    opts = b.BatchOptions(
+        inputs=list(args.video), model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
+        every=args.every, start=args.start, end=args.end, formats=args.formats, opacity=args.opacity,
+        threads=args.threads, workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+    opts.check()
+    executor = _executor(args)
+    err = sys.stderr
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="frame", desc="batch", file=err, dynamic_ncols=True, smoothing=0.1,
+                   mininterval=0.5, disable=None)  # disable=None: no bar when stderr is not a terminal
+
+    def progress(p: b.BatchProgress) -> None:
+        if bar is None:
+            return
+        if bar.total != p.frames_total:
+            bar.total = p.frames_total
+        bar.set_postfix_str(f"videos {p.videos_done}/{p.videos_total}, failed {p.videos_failed}", refresh=False)
+        bar.update(p.frames_done - bar.n)
+
+    out = Path(args.out).resolve()
+    try:
+        described = executor.describe()
+        where = (f"Ray cluster {described.get('address', '')}".rstrip() if described["kind"] == "ray"
+                 else "local pool")
+        print(f"batch: {where}, {described['workers']} worker(s) x {described['threads_per_worker']} "
+              f"inference thread(s) -> {out}", file=err)
+        for note in described.get("notes", []):
+            print(f"note: {note}", file=err)
+        state = b.run_batch(opts, executor, progress)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"interrupted: finished videos and frames are kept; continue with --resume --out {out}", file=err)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()
+
+    p = state.progress()
+    for entry in state.videos:
+        if entry["status"] == "failed":
+            print(f"failed: {entry['input']}: {entry.get('reason', 'unknown error')}", file=err)
+    fps = p.frames_done / p.elapsed_s if p.elapsed_s > 0 else 0.0
+    print(f"batch {state.data['status']}: {p.videos_done} of {p.videos_total} videos done, {p.videos_failed} failed, "
+          f"{p.frames_done} frames in {p.elapsed_s:.1f} s ({fps:.2f} frames/s) -> {out / b.BATCH_FILE}", file=err)
+    if args.json:
+        print(json.dumps({"status": state.data["status"], **state.data.get("totals", {})}))
+    return 1 if p.videos_failed else 0
