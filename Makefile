@@ -18,7 +18,7 @@ $(VENV)/.setup-done: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[train,dev]"
+	$(BIN)/python -m pip install -q -e ".[train,dev,ray]"
 	touch $@
 
 # The small run-time install (Raspberry Pi, kiosks): no torch, no test tools.

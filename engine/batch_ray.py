@@ -108,7 +108,7 @@ class RayExecutor:
 
                 kwargs["num_cpus"] = self.num_cpus or available_cores()
             try:
-                ray.init(address=self.address, **kwargs)
+                ray.init(address=self.address or "local", **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local cluster"
                 raise StudioError(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}") from None

@@ -35,13 +35,24 @@ def run(args: argparse.Namespace) -> int:
     executor = _executor(args)
     err = sys.stderr
     bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, unit="frame", desc="batch", file=err, dynamic_ncols=True, smoothing=0.1,
-                   mininterval=0.5, disable=None)  # disable=None: no bar when stderr is not a terminal
+    out = Path(args.out).resolve()
+    header = [False]
 
     def progress(p: b.BatchProgress) -> None:
+        nonlocal bar
+        if not header[0]:  # after the plan is checked: a refused batch prints only its error line
+            header[0] = True
+            d = executor.describe()
+            where = f"Ray cluster ({d.get('address')})" if d["kind"] == "ray" else "local pool"
+            print(f"batch: {p.videos_total} videos ({p.videos_done} already done), {where}, {d['workers']} "
+                  f"worker(s) x {d['threads_per_worker']} inference thread(s) -> {out}", file=err)
+            for note in d.get("notes", []):
+                print(f"note: {note}", file=err)
+            if not args.no_progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=p.frames_total, unit="frame", desc="batch", file=err, dynamic_ncols=True,
+                           smoothing=0.1, mininterval=0.5, disable=None)  # None: no bar unless stderr is a tty
         if bar is None:
             return
         if bar.total != p.frames_total:
@@ -49,15 +60,7 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"videos {p.videos_done}/{p.videos_total}, failed {p.videos_failed}", refresh=False)
         bar.update(p.frames_done - bar.n)
 
-    out = Path(args.out).resolve()
     try:
-        described = executor.describe()
-        where = (f"Ray cluster {described.get('address', '')}".rstrip() if described["kind"] == "ray"
-                 else "local pool")
-        print(f"batch: {where}, {described['workers']} worker(s) x {described['threads_per_worker']} "
-              f"inference thread(s) -> {out}", file=err)
-        for note in described.get("notes", []):
-            print(f"note: {note}", file=err)
         state = b.run_batch(opts, executor, progress)
     except KeyboardInterrupt:
         if bar is not None:
