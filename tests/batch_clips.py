@@ -67,7 +67,7 @@ def singles(tmp_path_factory, clips) -> dict[str, dict[str, bytes]]:
     refs = {}
     for name in FRAMES:
         out = root / Path(name).stem
-        ann.annotate(ann.AnnotateOptions(video=clips / name, model=MODEL, out=out, scale=SCALE))
+        ann.AnnotateJob(ann.AnnotateOptions(video=clips / name, model=MODEL, out=out, scale=SCALE)).prepare().run()
         refs[Path(name).stem] = masks_of(out)
         assert len(refs[Path(name).stem]) == FRAMES[name]
     return refs
