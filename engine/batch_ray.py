@@ -167,10 +167,17 @@ class RayExecutor:
                     drain()  # its last progress before its result
                     on_event({"type": "finished", "index": task["index"], "result": result})
                     free.append(actor)
-        finally:
-            for actor in actors:
-                ray.kill(actor, no_restart=True)
-            ray.kill(sink, no_restart=True)
+        except BaseException:  # Ctrl-C or an error of the driver
+            if not self.started_ray:  # (close() shuts a local cluster down whole, quietly)
+                self._kill(ray, actors, sink)
+            raise
+        self._kill(ray, actors, sink)
+
+    @staticmethod
+    def _kill(ray, actors: list, sink) -> None:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+        ray.kill(sink, no_restart=True)
 
     def close(self) -> None:
         """Shut down the cluster this executor started (a joined cluster keeps running)."""
