@@ -111,7 +111,10 @@ class RayExecutor:
                 ray.init(address=self.address or "local", **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local cluster"
-                raise StudioError(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}") from None
+                hint = ""
+                if "auth" in str(exc).lower() and os.environ.get("RAY_AUTH_MODE") != "token":
+                    hint = " (a cluster started by `ray start` uses token authentication: export RAY_AUTH_MODE=token)"
+                raise StudioError(f"cannot start or join Ray at {where}: {str(exc).splitlines()[0]}{hint}") from None
             self.started_ray = True
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.workers, self.threads = thread_budget(self.requested_workers or self.cpus, self.cpus,
