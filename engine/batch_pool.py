@@ -21,7 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 
-from .batch import MAX_ATTEMPTS, EventCallback, available_cores, run_task, thread_budget
+from .batch import MAX_ATTEMPTS
+from .batch_task import EventCallback, available_cores, run_task, thread_budget
 
 STOP_WAIT_S = 15.0  # Ctrl-C: how long cancelled jobs get to stop before their workers are killed
 
@@ -35,7 +36,7 @@ def _worker_main(wid: int, inbox, conn, cancel_mp, threads: int) -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
-    from .batch import install_model_cache
+    from .batch_task import install_model_cache
 
     cv2.setNumThreads(threads)
     install_model_cache()

@@ -19,7 +19,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from .batch import MAX_ATTEMPTS, EventCallback, run_task, thread_budget
+from .batch import MAX_ATTEMPTS
+from .batch_task import EventCallback, available_cores, run_task, thread_budget
 from .errors import StudioError
 
 POLL_S = 0.3
@@ -57,7 +58,7 @@ class _Worker:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
-        from .batch import install_model_cache
+        from .batch_task import install_model_cache
 
         cv2.setNumThreads(threads)
         install_model_cache()
@@ -104,7 +105,6 @@ class RayExecutor:
             kwargs: dict = {"runtime_env": env, "include_dashboard": False, "logging_level": "ERROR",
                             "log_to_driver": False}
             if self.address is None:
-                from .batch import available_cores
 
                 kwargs["num_cpus"] = self.num_cpus or available_cores()
             try:
