@@ -138,9 +138,6 @@ class AnnotateJob:
     def _complete(self) -> bool:
         return self.folder.complete(self.settings(), self.formats, self.indices)
 
-    def _mask_path(self, index: int) -> Path:
-        return self.folder.mask_path(index)
-
     def _done_count(self) -> int:
         return self.folder.done_count(self.indices)
 
