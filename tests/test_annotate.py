@@ -467,3 +467,16 @@ def test_resume_refused_when_the_video_bytes_or_a_setting_change(tmp_path, shipp
     with pytest.raises(ann.StudioError, match="other settings \\(the video's content changed\\)"):
         resume()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # refused jobs wrote nothing
+
+
+@pytest.mark.shared
+def test_two_jobs_prepared_before_the_folder_exists_do_not_mix(tmp_path, shipped_models_dir, videos):
+    """The folder check is repeated under the lock when the folder appeared after prepare()."""
+    out = tmp_path / "new"
+    first = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, out)).prepare()
+    second = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, out, opacity=0.3)).prepare()
+    assert first.run().frames == 5
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ann.LOCK_FILE}
+    with pytest.raises(ann.StudioError, match="already exists and is not empty"):
+        second.run()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ann.LOCK_FILE} == before

@@ -63,6 +63,7 @@ class AnnotateJob:
         self.indices: list[int] = []
         self.prepared = False
         self.resuming = False
+        self._contents_checked = False
 
     # ---- checks -------------------------------------------------------------------------
     def prepare(self) -> "AnnotateJob":
@@ -112,20 +113,26 @@ class AnnotateJob:
         folder = self.folder
         folder.check_parents()
         self.resuming = False
+        self._contents_checked = False
         try:
             if not folder.path.is_dir():
-                return  # created and locked by run()
+                return  # created, locked and checked by run()
             folder.lock.acquire(create=False)  # refuses a folder in use; writes nothing
-            if folder.has_content() and not self.opts.overwrite:
-                if not self.opts.resume:
-                    raise StudioError(f"output folder {self.out} already exists and is not empty: "
-                                      "use --resume to continue it or --overwrite to start again")
-                folder.check_resumable(self.settings())
-                self.resuming = True
+            self._check_contents()
             folder.lock.claim()
         except BaseException:
             folder.lock.release()
             raise
+
+    def _check_contents(self) -> None:
+        """A folder with content is replaced only with --overwrite, continued only by the same job."""
+        self._contents_checked = True
+        if self.folder.has_content() and not self.opts.overwrite:
+            if not self.opts.resume:
+                raise StudioError(f"output folder {self.out} already exists and is not empty: "
+                                  "use --resume to continue it or --overwrite to start again")
+            self.folder.check_resumable(self.settings())
+            self.resuming = True
 
     def close(self) -> None:
         """Release the folder lock (run() does this itself; for a job prepared but never run)."""
@@ -153,6 +160,8 @@ class AnnotateJob:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
                 folder.lock.claim()  # a job that created the folder at the same moment is refused here
+                if not self._contents_checked:  # the folder appeared after prepare()
+                    self._check_contents()
                 folder.masks.mkdir(exist_ok=True)
             except OSError as exc:
                 folder.undo_created(created)
