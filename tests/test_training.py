@@ -9,6 +9,7 @@ import pytest
 
 from engine.cli import run_command
 from engine.errors import StudioError
+from engine.datasets import list_samples
 from engine.training import data as D
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,16 +37,16 @@ def _fake_dataset(root: Path, n: int = 3, split: str = "train") -> Path:
 
 def test_list_samples_errors(tmp_path):
     with pytest.raises(StudioError, match="not found"):
-        D.list_samples(tmp_path / "missing", "train")
+        list_samples(tmp_path / "missing", "train")
     (tmp_path / "images" / "val").mkdir(parents=True)
     (tmp_path / "labels" / "val").mkdir(parents=True)
     with pytest.raises(StudioError, match="empty"):
-        D.list_samples(tmp_path, "val")
+        list_samples(tmp_path, "val")
     with pytest.raises(StudioError, match="no split"):
-        D.list_samples(tmp_path, "test")
+        list_samples(tmp_path, "test")
     (tmp_path / "images" / "val" / "a.jpg").write_bytes(b"x")
     with pytest.raises(StudioError, match="no label"):
-        D.list_samples(tmp_path, "val")
+        list_samples(tmp_path, "val")
 
 
 def test_any_folder_in_the_layout_works(tmp_path):
@@ -57,7 +58,7 @@ def test_any_folder_in_the_layout_works(tmp_path):
 
 @pytest.mark.shared
 def test_real_camvid_samples_load(camvid):
-    samples = D.list_samples(camvid, "train")
+    samples = list_samples(camvid, "train")
     assert len(samples) == 367
     images, labels = D.load_split(camvid, "val", limit=2)
     assert images[0].shape == (360, 480, 3) and labels[0].shape == (360, 480)
