@@ -189,7 +189,7 @@ def test_train_resume_continues_exactly(camvid, tmp_path):
 
     cfg = json.loads((straight / "config.json").read_text())
     cfg.update(out=str(split), crop=tuple(cfg["crop"]), scale_range=tuple(cfg["scale_range"]))
-    train(TrainConfig(**cfg), progress=False, stop_after_epochs=1)  # "interrupted" after epoch 1
+    train(TrainConfig(**cfg), stop_after_epochs=1)  # "interrupted" after epoch 1
     assert torch.load(split / "last.pth", weights_only=False)["epoch"] == 1
     assert run_command(["train", "--out", str(split), "--resume", "--data", str(camvid), "--threads", "1",
                         "--no-progress"]) == 0
@@ -219,7 +219,7 @@ def test_training_reduces_loss(camvid, tmp_path):
     cfg = TrainConfig(data=str(camvid), out=str(tmp_path / "r"), epochs=6, batch=4, crop=(96, 128), lr=2e-3,
                       warmup_iters=1, limit=4, val_limit=1, eval_every=1, threads=1, ema=0.0, drop_path=0.0,
                       scale_range=(1.0, 1.0))
-    train(cfg, progress=False)
+    train(cfg)
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"] * 0.9
 
