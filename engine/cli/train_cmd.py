@@ -118,6 +118,13 @@ def _command_line(args: argparse.Namespace) -> str:
     return "python main.py train " + " ".join(parts)
 
 
+def _shipped_figures(entry: dict) -> str:
+    text = f"val mIoU {entry['miou'] * 100:.2f}"
+    if entry.get("holdout_miou") is not None:
+        text += f", held-out drive {entry['training']['holdout_drive']} mIoU {entry['holdout_miou'] * 100:.2f}"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
     if args.export_only:
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint)
-        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}  ({entry['onnx']})")
+        print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:
         raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
@@ -179,5 +186,5 @@ def run(args: argparse.Namespace) -> int:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint)
-        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}")
+        print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
