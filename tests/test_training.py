@@ -482,6 +482,13 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     assert best["miou"] == max(s for s, _ in scores) and best["metric"] == "holdout 0001TP"
     assert set(best["per_drive"]) == {"0001TP", "0016E5"}
     assert log[-1]["best"]["miou"] == best["miou"]
+    # The ablation table row of this run says the same.
+    capsys.readouterr()
+    assert run_command(["train", "--report", str(out)]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
+    assert run_command(["train", "--report", str(tmp_path / "nope")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
 
 
 @pytest.mark.torch

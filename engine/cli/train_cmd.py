@@ -88,6 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--report", nargs="+", metavar="RUN",
+                        help="print the ablation table (Markdown) of these run folders, no training")
     ship = parser.add_argument_group("shipping")
     ship.add_argument("--export-only", metavar="RUN", help="export RUN/best.pth into the models folder, no training")
     ship.add_argument("--ship", "--name", dest="name", metavar="NAME",
@@ -104,7 +106,8 @@ def _command_line(args: argparse.Namespace) -> str:
         return "python main.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     parts = []
     for key, value in vars(args).items():
-        if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir"):
+        if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
+                                                       "report"):
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -127,6 +130,10 @@ def _shipped_figures(entry: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
+    if args.report:
+        from ..training.report import format_table, summarise_run
+        print(format_table([summarise_run(r) for r in args.report]))
+        return 0
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
