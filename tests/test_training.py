@@ -542,3 +542,43 @@ def test_train_cli_progress_comes_from_callbacks(tmp_path, monkeypatch):
     assert [s.iter for s in steps] == [1, 2, 3, 4] and {s.total for s in steps} == {4}
     assert [s.epoch for s in steps] == [1, 1, 2, 2] and all(np.isfinite(s.loss) for s in steps)
     assert len(lines) == 2 and lines[0].startswith("epoch 1:") and "per drive: -" in lines[0]
+
+
+@pytest.mark.torch
+def test_augmentation_threads_give_the_same_run(tmp_path):
+    """--workers only changes speed: the crops, and so the weights, are the same."""
+    torch = pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    root = _fake_dataset(tmp_path / "ds", n=4, split="train")
+    import shutil
+    shutil.copytree(root / "images" / "train", root / "images" / "val")
+    shutil.copytree(root / "labels" / "train", root / "labels" / "val")
+    common = dict(data=str(root), epochs=1, batch=2, crop=(64, 96), warmup_iters=1, eval_every=1, threads=1,
+                  ema=0.0, photometric="strong", scale_range=(0.5, 3.0))
+    train(TrainConfig(out=str(tmp_path / "a"), workers=0, **common))
+    train(TrainConfig(out=str(tmp_path / "b"), workers=2, **common))
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.torch
+def test_amp_path_runs_and_cuda_absence_is_one_line(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    root = _fake_dataset(tmp_path / "ds", n=2, split="train")
+    import shutil
+    shutil.copytree(root / "images" / "train", root / "images" / "val")
+    shutil.copytree(root / "labels" / "train", root / "labels" / "val")
+    summary = train(TrainConfig(data=str(root), out=str(tmp_path / "amp"), epochs=1, batch=2, crop=(64, 96),
+                                warmup_iters=1, eval_every=1, threads=1, ema=0.0, amp=True, loss="ohem",
+                                ohem_min_kept=100))
+    assert summary["iter"] == 1 and 0.0 <= summary["best"]["miou"] <= 1.0
+    if not torch.cuda.is_available():
+        assert run_command(["train", "--data", str(root), "--out", str(tmp_path / "gpu"), "--device", "cuda",
+                            "--epochs", "1", "--batch", "2", "--crop", "64x96", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA device" in err[0]
+        assert not (tmp_path / "gpu").exists()

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="augmentation threads (default 0: in the training thread; same crops either way)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (for --device cuda)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--holdout-drive", default=None, metavar="DRIVE",
                         help="train on all labelled frames (--train-splits) except this drive (e.g. 0006R0) and "
@@ -162,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         variant=args.variant, data=args.data, out=args.out, epochs=args.epochs, batch=args.batch,
         crop=tuple(args.crop), eval_every=args.eval_every, seed=args.seed, init=args.init, device=args.device,
-        threads=args.threads, limit=args.limit, val_limit=args.val_limit, holdout_drive=args.holdout_drive,
+        threads=args.threads, workers=args.workers, amp=args.amp, limit=args.limit, val_limit=args.val_limit, holdout_drive=args.holdout_drive,
         train_splits=train_splits, val_split=args.val_split, recipe=args.recipe or "", command=command, **recipe,
     )
     bar = None

@@ -50,6 +50,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int = 2
+    workers: int = 0  # augmentation threads (0: in the training thread); results do not depend on it
+    amp: bool = False  # bfloat16 autocast for forward and loss (meant for --device cuda)
     channels_last: bool = True  # ~1.5x faster convolutions on CPU
     init: str | None = None  # start from these weights (a run's best.pth/last.pth): fine-tuning
     limit: int | None = None  # use only the first N training images (tests)

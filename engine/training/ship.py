@@ -75,7 +75,7 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
                                             "warmup_iters", "scale_range", "cat_max_ratio", "rare_crop",
                                             "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                                            "label_smoothing", "drop_path", "ema", "seed", "device")},
+                                            "label_smoothing", "drop_path", "ema", "seed", "device", "amp")},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
         "train_frames": extra.get("train_frames"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),

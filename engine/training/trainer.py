@@ -22,6 +22,7 @@ import math
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -133,6 +134,21 @@ def make_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarra
     return [perm[i:i + batch] for i in range(0, n - batch + 1, batch)]
 
 
+def augment_batch(images: list[np.ndarray], labels: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator,
+                  aug: D.AugConfig, rare_weight: np.ndarray | None,
+                  pool: ThreadPoolExecutor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Augmented crops of one batch. Each sample draws from its own generator, seeded from
+    ``rng`` in batch order, so the crops are the same whether they are made one after the
+    other or in parallel (OpenCV releases the GIL: threads feed a GPU on a many-core host)."""
+    seeds = rng.integers(0, 2**63 - 1, size=len(idx))
+
+    def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+        i = idx[k]
+        return D.augment(images[i], labels[i], np.random.default_rng(seeds[k]), aug, rare_weight)
+
+    return list(pool.map(one, range(len(idx)))) if pool is not None else [one(k) for k in range(len(idx))]
+
+
 def atomic_save(obj: dict, path: Path) -> None:
     """Write next to the target then rename: an interrupt never leaves a broken checkpoint."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -211,7 +227,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
         # The recipe comes from the checkpoint; only where/how to run may change.
-        cfg = TrainConfig.from_saved(saved, **{k: getattr(cfg, k) for k in ("device", "threads", "out", "command")})
+        keep = ("device", "threads", "workers", "amp", "out", "command")
+        cfg = TrainConfig.from_saved(saved, **{k: getattr(cfg, k) for k in keep})
         if new_epochs is not None and new_epochs != cfg.epochs:
             if new_epochs <= ckpt["epoch"]:
                 raise StudioError(f"--epochs {new_epochs}: the run has already done {ckpt['epoch']} epochs")
@@ -281,6 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     log_path = out / "log.jsonl"
+    pool = ThreadPoolExecutor(cfg.workers) if cfg.workers > 0 else None
     model.train()
     t_start = time.time()
     epochs_done = 0
@@ -290,16 +308,17 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         epoch_loss, nb = 0.0, 0
         for idx in make_batches(len(images), cfg.batch, rng):
-            crops = [D.augment(images[i], labels[i], rng, aug, rare_weight if cfg.rare_crop > 0 else None) for i in idx]
+            crops = augment_batch(images, labels, idx, rng, aug, rare_weight if cfg.rare_crop > 0 else None, pool)
             x = torch.from_numpy(D.normalise(np.stack([c[0] for c in crops]), MEAN_RGB, STD_RGB)).to(device)
             x = x.contiguous(memory_format=fmt)
             y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64)).to(device)
             f = lr_factor(it, total_iters, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
-            logits = model(x)
-            logits = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
-            loss = criterion(logits, y)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                logits = model(x)
+                logits = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
+                loss = criterion(logits, y)
             if not torch.isfinite(loss):
                 raise StudioError(f"loss became {loss.item()} at iteration {it}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -357,5 +376,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         epochs_done += 1
         if stop_after_epochs is not None and epochs_done >= stop_after_epochs and done < cfg.epochs:
             break
+    if pool is not None:
+        pool.shutdown()
     return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start,
             "train_s": train_s_before + time.time() - t_start, "out": str(out)}
