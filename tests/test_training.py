@@ -264,8 +264,9 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     run = tmp_path / "run"
-    assert run_command(_small_args(camvid, run, 1)) == 0
+    assert run_command(_small_args(camvid, run, 1) + ["--holdout-drive", "0001TP"]) == 0
     models = tmp_path / "models"
+    from engine.evaluate import evaluate_model
     from engine.training.ship import ship_run
 
     info = ship_run(run, "camvid-test", models_dir=models, data=camvid, limit=2)
@@ -285,6 +286,16 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     assert {"miou", "per_class", "pixel_acc"} <= set(out)
     assert out["images"] == 2 and len(out["per_class"]) == 11
     assert out["miou"] == pytest.approx(entry["accuracy"]["miou"], abs=1e-6) == pytest.approx(info["miou"], abs=1e-6)
+    # A held-out run: the manifest says what it was selected on and measures that drive by eval.
+    acc = entry["accuracy"]
+    assert training["holdout_drive"] == "0001TP" and training["selected_on"] == "holdout 0001TP"
+    assert training["recipe"]["loss"] == "ce" and training["recipe"]["photometric"] == "basic"
+    assert "0001TP" not in training["train_frames"] and "without drive 0001TP" in entry["notes"]
+    hold = acc["holdout"]
+    assert hold["drive"] == "0001TP" and hold["images"] == 2 and hold["split"] == "train,val"
+    again = evaluate_model("camvid-test", camvid, "train,val", models_dir=models, drives=["0001TP"], limit=2)
+    assert again.metrics["miou"] == pytest.approx(hold["miou"], abs=1e-6) == pytest.approx(info["holdout_miou"], abs=1e-6)
+    assert list(acc["per_drive"]) == ["0016E5"] and out["per_drive"]["0016E5"]["miou"] == pytest.approx(out["miou"])
 
 
 @pytest.mark.torch
@@ -489,29 +500,6 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
     assert run_command(["train", "--report", str(tmp_path / "nope")]) == 2
     assert "not a run folder" in capsys.readouterr().err
-
-
-@pytest.mark.torch
-@pytest.mark.shared
-def test_holdout_ship_records_the_unseen_drive_figure(camvid, tmp_path):
-    pytest.importorskip("onnx")
-    from engine.evaluate import evaluate_model
-    from engine.training.ship import ship_run
-
-    run = tmp_path / "hold"
-    assert run_command(_holdout_args(camvid, run, "--epochs", "1")) == 0
-    models = tmp_path / "models"
-    info = ship_run(run, "camvid-hold", models_dir=models, data=camvid, limit=2)
-    (entry,) = json.loads((models / "manifest.json").read_text())["models"]
-    t, acc = entry["training"], entry["accuracy"]
-    assert t["holdout_drive"] == "0001TP" and t["selected_on"] == "holdout 0001TP"
-    assert t["recipe"]["loss"] == "ce" and t["recipe"]["photometric"] == "basic"
-    assert "0001TP" not in t["train_frames"] and "without drive 0001TP" in entry["notes"]
-    hold = acc["holdout"]
-    assert hold["drive"] == "0001TP" and hold["images"] == 2 and hold["split"] == "train,val"
-    again = evaluate_model("camvid-hold", camvid, "train,val", models_dir=models, drives=["0001TP"], limit=2)
-    assert again.metrics["miou"] == pytest.approx(hold["miou"], abs=1e-6) == pytest.approx(info["holdout_miou"], abs=1e-6)
-    assert list(acc["per_drive"]) == ["0016E5"]
 
 
 @pytest.mark.torch
