@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--init", default=None, help="start from a run's checkpoint (fine-tuning), e.g. runs/x/best.pth")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
+    recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", nargs="+", metavar="RUN",
                         help="print the ablation table (Markdown) of these run folders, no training")
