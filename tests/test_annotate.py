@@ -165,13 +165,11 @@ def test_overlay_video_frames_and_size(reference, shipped_models_dir, videos):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(NAMES)
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
     assert abs(cap.get(cv2.CAP_PROP_FPS) - 12.5) < 0.01  # 25 fps / every 2
-    decoded = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        decoded.append(image)
     cap.release()
+    from engine.sources import VideoFileSource
+
+    with VideoFileSource(out / "overlay.mp4") as video:
+        decoded = [frame.image for frame in iter(video.read, None)]
     assert len(decoded) == len(NAMES)
     # the first frame is the blend of its source frame and its mask (lossy codec: close, not equal)
     from engine.segmenter import Segmenter
