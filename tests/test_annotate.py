@@ -478,3 +478,16 @@ def test_two_jobs_prepared_before_the_folder_exists_do_not_mix(tmp_path, shipped
     with pytest.raises(ann.StudioError, match="already exists and is not empty"):
         second.run()
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ann.LOCK_FILE} == before
+
+
+@pytest.mark.shared
+def test_a_loaded_segmenter_is_reused_and_must_match_the_model(tmp_path, shipped_models_dir, videos):
+    from engine.segmenter import Segmenter
+
+    seg = Segmenter.load(MODEL, shipped_models_dir)
+    job = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, tmp_path / "a"), segmenter=seg).prepare()
+    assert job.segmenter is seg and job.run().frames == 5
+    with pytest.raises(ann.StudioError, match="the loaded model is 'camvid-tiny', the job asks for 'camvid-small'"):
+        ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, tmp_path / "b", model="camvid-small"),
+                        segmenter=seg).prepare()
+    assert not (tmp_path / "b").exists()

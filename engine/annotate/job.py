@@ -52,8 +52,10 @@ class AnnotateResult:
 class AnnotateJob:
     """One annotation run: ``prepare()`` checks everything (raises StudioError), ``run()`` works."""
 
-    def __init__(self, options: AnnotateOptions):
+    def __init__(self, options: AnnotateOptions, segmenter: Segmenter | None = None):
+        """``segmenter``: an already loaded model named ``options.model`` (batch jobs load it once)."""
         self.opts = options
+        self._given_segmenter = segmenter
         self.video = Path(options.video)
         self.out = Path(options.out)
         self.folder = OutputFolder(self.out)
@@ -90,7 +92,10 @@ class AnnotateJob:
                               f"{self.frame_count} cannot be read")
 
         # the model
-        seg = self.segmenter = Segmenter.load(o.model, o.models_dir, threads=o.threads)
+        seg = self._given_segmenter or Segmenter.load(o.model, o.models_dir, threads=o.threads)
+        if seg.entry.name != o.model:
+            raise StudioError(f"the loaded model is {seg.entry.name!r}, the job asks for {o.model!r}")
+        self.segmenter = seg
         self.input_hw = seg.input_size((self.height, self.width), self.scale)
         self.palette_rgb = seg.palette_rgb
         self.lut = overlay.color_lut(seg.palette_bgr)
