@@ -89,7 +89,8 @@ def launch(argv: list[str]) -> int:
         from .benchmark import BenchmarkRun
 
         runner = BenchmarkRun(window, args.benchmark_frames)
-        runner.extra = {"profile": profile.name, "profile_reason": profile.reason}
+        runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
+                        "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:
         from .screenshot import ScreenshotRun
 

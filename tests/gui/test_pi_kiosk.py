@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,14 +46,15 @@ def test_profile_choice():
 
 
 @pytest.mark.shared
-def test_profile_pi_benchmark_reports_the_model_and_scale_used(videos, tmp_path):
+def test_profile_pi_benchmark_reports_the_model_and_scale_used(videos, tmp_path, monkeypatch):
     """The real launch path: --profile pi picks Tiny (INT8 on a CPU with dot-product
-    instructions), half scale; the benchmark JSON says what actually ran."""
+    instructions), half scale, threads = cores; the benchmark JSON says what actually ran."""
+    monkeypatch.delenv("STUDIO_THREADS", raising=False)  # a user's explicit setting would win
     proc = run_main(["--profile", "pi", "--source", str(videos / HIGHWAY), "--benchmark-frames", "4",
                      "--models-dir", str(MODELS)], tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["profile"] == "pi"
+    assert report["profile"] == "pi" and report["threads"] == os.cpu_count()
     assert report["model"] == ("camvid-tiny-int8" if cpu_has_int8_dot() else "camvid-tiny")
     assert report["scale"] == "half" and report["input_size"] == [352, 640] and report["frame_size"] == [720, 1280]
     # an explicit choice still wins over the profile
@@ -124,6 +127,16 @@ def test_kiosk_long_press_quits(make_kiosk, qtbot, videos):
     assert window.isVisible()
     qtbot.mousePress(window.view, Qt.MouseButton.LeftButton, pos=QPoint(centre))
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=3000)
+
+
+def test_missing_camera_is_known_without_opening_it():
+    from engine.errors import SourceError
+    from engine.sources import camera_available, open_source
+
+    if sys.platform.startswith("linux"):
+        assert camera_available(97) is False  # no /dev/video97, no picamera2 camera 97
+    with pytest.raises(SourceError, match="camera 97"):
+        open_source("97")
 
 
 def test_kiosk_without_camera_shows_no_camera_and_retries(make_kiosk, qtbot):
