@@ -93,7 +93,7 @@ class _Reader:
         if path is None:
             return None
         image = self._seg.prepare(self._read(path), self._size)
-        feeds = {"image": image}
+        feeds = {self._inputs[0]: image}  # the frame input, whatever the export calls it
         if "out_size" in self._inputs:
             feeds["out_size"] = np.asarray(self._size, dtype=np.int64)
         return feeds
