@@ -48,6 +48,9 @@ def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
     measuring = args.benchmark_frames is not None or args.screenshot is not None
+    if args.fallback and not args.kiosk:
+        print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)
+        return 2
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
         return 2

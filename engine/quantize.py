@@ -111,9 +111,13 @@ def quantize_onnx(seg, out_path: Path, frames: list[Path], size: tuple[int, int]
 
     Returns (number of nodes selected, {op type: count} of compute nodes left in float).
     """
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    try:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as exc:  # onnx is in the train extra, not the run-time install
+        raise StudioError(f"models quantize needs the onnx package ({exc.name} missing): "
+                          "pip install -e '.[train]'") from None
 
     logging.getLogger("root").setLevel(logging.ERROR)  # ORT's quantizer logs every skipped node
     with tempfile.TemporaryDirectory(prefix="studio-quant.") as tmp:
