@@ -20,7 +20,7 @@
 # usage: deploy/raspberry-pi/emulated-smoke.sh [--clip VIDEO] [--frames N] [--models a,b]
 #            [--scale full|half] [--onnxruntime VERSION] [--work DIR]
 # Defaults: the shared highway clip, 3 frames, camvid-tiny and camvid-tiny-int8, half,
-# onnxruntime 1.26.0 (the newest that imports under Debian's qemu 7.2: 1.28 to 1.31 segfault
+# onnxruntime 1.27.0 (the newest that imports under Debian's qemu 7.2 here: 1.28 to 1.32 segfault
 # there), work folder /tmp/studio-arm64 (reused between runs: about 400 MB).
 # FP32 models must match exactly; INT8 ones report their agreement (x86 VNNI and ARM
 # integer kernels may round differently).
@@ -31,7 +31,7 @@ CLIP="$ROOT/../shared/videos/highway-1280x720-short.mp4"
 FRAMES=3
 MODELS="camvid-tiny,camvid-tiny-int8"
 SCALE="half"
-ORT="1.26.0"
+ORT="1.27.0"
 WORK="/tmp/studio-arm64"
 SUITE="bookworm"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -134,7 +134,12 @@ if [ ! -f "$SITE/.done" ]; then
     touch "$SITE/.done"
 fi
 armrun() { PYTHONPATH="$ROOT:$SITE" PYTHONNOUSERSITE=1 "${ARMPY[@]}" "$@"; }
-log "arm64 imports: $(armrun -c 'import numpy, cv2, onnxruntime as o; print("numpy", numpy.__version__, "opencv", cv2.__version__, "onnxruntime", o.__version__, o.get_available_providers())')"
+if ! imports="$(armrun -c 'import numpy, cv2, onnxruntime as o; print("numpy", numpy.__version__, "opencv", cv2.__version__, "onnxruntime", o.__version__, o.get_available_providers())' 2>&1)"; then
+    log "FAIL: the aarch64 wheels do not import under $("$QEMU" --version | head -n1) (onnxruntime $ORT):"
+    printf '%s\n' "$imports" | tail -n 3
+    exit 1
+fi
+log "arm64 imports: $(printf '%s\n' "$imports" | tail -n 1)"
 
 # --- frames, x86 and arm64 labels -----------------------------------------------------------------
 OUT="$WORK/run-$(date -u +%Y%m%d-%H%M%S)"
