@@ -21,7 +21,7 @@
 #            [--scale full|half] [--onnxruntime VERSION] [--work DIR]
 # Defaults: the shared highway clip, 3 frames, camvid-tiny and camvid-tiny-int8, half,
 # onnxruntime 1.27.0 (the newest that imports under Debian's qemu 7.2 here: 1.28 to 1.32 segfault
-# there), work folder /tmp/studio-arm64 (reused between runs: about 400 MB).
+# there), work folder /tmp/studio-arm64 (reused between runs: about 850 MB, 370 MB of it the unpacked qemu).
 # FP32 models must match exactly; INT8 ones report their agreement (x86 VNNI and ARM
 # integer kernels may round differently).
 set -euo pipefail
