@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
         --glibc) GLIBC="$2"; shift 2 ;;
         --python) PYVER="$2"; shift 2 ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "check-wheels: unknown argument $1" >&2; exit 2 ;;
     esac
 done

@@ -50,7 +50,7 @@ while [ $# -gt 0 ]; do
         --no-apt) APT=0; shift ;;
         --dry-run) DRY=1; shift ;;
         --any-os) ANY_OS=1; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
