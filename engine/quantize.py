@@ -268,5 +268,8 @@ def quantize_model(name: str, models_dir: str | Path | None = None, size: tuple[
             "nodes": f"{n_nodes} ({NETWORK_PREFIX}* except {', '.join(KEEP_FLOAT)})",
             "onnxruntime": _ort_version(), "seconds": round(quant_s, 1),
         }}
-        registry.add(entry, out)
+        try:
+            registry.add(entry, out)
+        except OSError as exc:
+            raise StudioError(f"cannot install {entry.name} in {registry.dir}: {exc.strerror or exc}") from None
     return QuantReport(entry, n_nodes, float_ops)
