@@ -9,6 +9,8 @@ import csv
 import errno
 import json
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -163,13 +165,11 @@ def test_overlay_video_frames_and_size(reference, shipped_models_dir, videos):
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(NAMES)
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
     assert abs(cap.get(cv2.CAP_PROP_FPS) - 12.5) < 0.01  # 25 fps / every 2
-    decoded = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        decoded.append(image)
     cap.release()
+    from engine.sources import VideoFileSource
+
+    with VideoFileSource(out / "overlay.mp4") as video:
+        decoded = [frame.image for frame in iter(video.read, None)]
     assert len(decoded) == len(NAMES)
     # the first frame is the blend of its source frame and its mask (lossy codec: close, not equal)
     from engine.segmenter import Segmenter
@@ -241,6 +241,8 @@ def test_killed_run_resumes_to_identical_outputs(reference, tmp_path, shipped_mo
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     kept = sorted(p.name for p in (out / "masks").glob("frame_*.png"))
     assert 3 <= len(kept) < len(NAMES) and not (out / "summary.json").exists()
+    # the killed job's lock file stays (with its process id), but the kernel dropped its flock
+    assert (out / ann.LOCK_FILE).read_text().strip() == str(proc.pid)
 
     resumed = cli(videos / CLIP, "--model", MODEL, "--models-dir", shipped_models_dir, "--out", out, *SELECT, "--resume")
     assert resumed.returncode == 0, resumed.stderr
@@ -335,3 +337,157 @@ def test_disk_full_leaves_only_complete_files(fail_at, tmp_path, shipped_models_
     assert [m.stem for m in masks] == NAMES[:fail_at]
     for mask in masks:
         assert indexed_png.read_mask(mask).shape == (720, 1280)
+
+
+# ---------------------------------------------------------------------------------------------
+# writes that fail for real: a file size limit (EFBIG) on the job's process
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.parametrize("formats, limit_kib, failing", [("overlay", 100, "overlay.mp4"), ("cvat", 60, "cvat.zip"),
+                                                           ("masks", 2, "frame_000000.png")])
+def test_file_size_limit_is_one_line_and_leaves_no_partial_file(formats, limit_kib, failing, tmp_path,
+                                                                 shipped_models_dir, videos):
+    """``ulimit -f``: every write past the limit fails with EFBIG (Python ignores SIGXFSZ)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kib * 1024, limit_kib * 1024))
+
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "annotate", str(videos / CLIP), "--model", MODEL,
+                           "--models-dir", str(shipped_models_dir), "--out", str(out), "--scale", "half",
+                           "--end", "1.2", "--formats", formats, "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, preexec_fn=limit)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 2 and lines[0].startswith("annotating ") and lines[1].startswith("error: cannot write "), lines
+    assert failing in lines[1] and "Traceback" not in proc.stderr
+    if formats == "masks":  # the first mask failed: nothing finished, nothing left
+        assert "File too large" in lines[1] and not out.exists()
+        return
+    assert "--resume" in lines[1]
+    left = {p.name for p in out.iterdir()}
+    assert left == {"masks", ann.JOB_FILE, ann.LOCK_FILE}, left  # no partial video/zip, no summary
+    masks = sorted(p.stem for p in (out / "masks").iterdir())
+    assert masks and masks == [f"frame_{i:06d}" for i in range(len(masks))]  # complete masks, in order
+    for name in masks:
+        indexed_png.read_mask(out / "masks" / f"{name}.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# the folder lock and the resume fingerprint
+# ---------------------------------------------------------------------------------------------
+def options(video, models_dir, out, **kw) -> "ann.AnnotateOptions":
+    base = dict(model=MODEL, models_dir=models_dir, scale="half", end=0.2)
+    base.update(kw)
+    return ann.AnnotateOptions(video=video, out=out, **base)
+
+
+@pytest.mark.shared
+def test_folder_in_use_is_refused_and_a_killed_jobs_lock_does_not_block_resume(tmp_path, shipped_models_dir, videos):
+    video, out = videos / "dashcam-highway-960x540.mp4", tmp_path / "busy"
+    opts = dict(scale="full", end=None, formats="masks")
+    args = [sys.executable, str(REPO / "main.py"), "annotate", str(video), "--model", MODEL, "--models-dir",
+            str(shipped_models_dir), "--out", str(out), "--formats", "masks", "--no-progress"]
+    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and first.poll() is None:
+            if (out / "masks").is_dir() and len(list((out / "masks").glob("frame_*.png"))) >= 2:
+                break
+            time.sleep(0.01)
+        # a second run is refused before it touches a file: --overwrite, --resume and plain alike
+        second = subprocess.run(args + ["--overwrite"], cwd=REPO, capture_output=True, text=True, timeout=120)
+        for flags in ({"resume": True}, {}):
+            with pytest.raises(ann.FolderInUse, match=f"in use by process {first.pid}"):
+                ann.AnnotateJob(options(video, shipped_models_dir, out, **opts, **flags)).prepare()
+        still_running = first.poll() is None
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.wait(timeout=30)
+    assert still_running, "the first job ended before the second was tried: the test proved nothing"
+    assert second.returncode == 2 and second.stderr.strip().splitlines()[-1] == (
+        f"error: output folder {out} is in use by process {first.pid} (another annotate job); "
+        "wait for it to end or choose another folder"), second.stderr
+    kept = len(list((out / "masks").glob("frame_*.png")))
+    assert kept >= 2 and (out / ann.LOCK_FILE).read_text().strip() == str(first.pid)
+
+    job = ann.AnnotateJob(options(video, shipped_models_dir, out, resume=True, **opts)).prepare()
+    try:
+        assert job.resuming and not job.is_complete()
+        with pytest.raises(ann.FolderInUse, match=f"in use by process {os.getpid()}"):  # now held by us
+            ann.AnnotateJob(options(video, shipped_models_dir, out, overwrite=True, **opts)).prepare()
+    finally:
+        job.close()
+    ann.AnnotateJob(options(video, shipped_models_dir, out, overwrite=True, **opts)).prepare().close()
+
+
+def test_video_digest_reads_the_first_and_last_mib(tmp_path):
+    path = tmp_path / "v.bin"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    path.write_bytes(data)
+    base = ann.video_digest(path)
+    assert base == ann.video_digest(path) and base.startswith("sha256-ends:")
+    for offset in (0, (1 << 20) - 1, len(data) - (1 << 20), len(data) - 1):
+        data[offset] ^= 1
+        path.write_bytes(data)
+        assert ann.video_digest(path) != base, offset
+        data[offset] ^= 1
+    data[(3 << 20) // 2] ^= 1  # the middle of a long video is not read (documented: speed)
+    path.write_bytes(data)
+    assert ann.video_digest(path) == base
+    path.write_bytes(data + b"\0")
+    assert ann.video_digest(path) != base
+
+
+@pytest.mark.shared
+def test_resume_refused_when_the_video_bytes_or_a_setting_change(tmp_path, shipped_models_dir, videos):
+    video, out = tmp_path / CLIP, tmp_path / "out"
+    shutil.copyfile(videos / CLIP, video)
+    first = ann.AnnotateJob(options(video, shipped_models_dir, out)).prepare()
+    first.run()
+    assert first.plan.settings()["video_digest"] == ann.video_digest(video)
+
+    def resume(**kw):
+        return ann.AnnotateJob(options(video, shipped_models_dir, out, resume=True, **kw)).prepare()
+
+    same = resume()
+    assert same.is_complete()
+    same.close()
+    resume(scale=0.5).close()  # the same scale spelled differently is the same job
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    for change, words in [({"opacity": 0.3}, "opacity: 0.5, now 0.3"), ({"scale": "full"}, "scale: 'half', now 'full'"),
+                          ({"every": 2}, "every: 1, now 2"), ({"model": "camvid-small"}, "model: 'camvid-tiny'")]:
+        with pytest.raises(ann.StudioError, match=f"other settings \\({words}"):
+            resume(**change)
+    # same name, size and frame count, one byte changed: the old fingerprint would have resumed it
+    data = bytearray(video.read_bytes())
+    data[400_000] ^= 0xFF
+    video.write_bytes(data)
+    with pytest.raises(ann.StudioError, match="other settings \\(the video's content changed\\)"):
+        resume()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # refused jobs wrote nothing
+
+
+@pytest.mark.shared
+def test_two_jobs_prepared_before_the_folder_exists_do_not_mix(tmp_path, shipped_models_dir, videos):
+    """The folder check is repeated under the lock when the folder appeared after prepare()."""
+    out = tmp_path / "new"
+    first = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, out)).prepare()
+    second = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, out, opacity=0.3)).prepare()
+    assert first.run().frames == 5
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ann.LOCK_FILE}
+    with pytest.raises(ann.StudioError, match="already exists and is not empty"):
+        second.run()
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != ann.LOCK_FILE} == before
+
+
+@pytest.mark.shared
+def test_a_loaded_segmenter_is_reused_and_must_match_the_model(tmp_path, shipped_models_dir, videos):
+    from engine.segmenter import Segmenter
+
+    seg = Segmenter.load(MODEL, shipped_models_dir)
+    job = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, tmp_path / "a"), segmenter=seg).prepare()
+    assert job.segmenter is seg and job.run().frames == 5
+    with pytest.raises(ann.StudioError, match="the loaded model is 'camvid-tiny', the job asks for 'camvid-small'"):
+        ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, tmp_path / "b", model="camvid-small"),
+                        segmenter=seg).prepare()
+    assert not (tmp_path / "b").exists()

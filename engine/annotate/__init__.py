@@ -11,6 +11,7 @@ Public API (stable; import it from ``engine.annotate``, not from the modules bel
                                       scale="full", every=1, start=None, end=None,
                                       formats="masks,overlay,stats,cvat", opacity=0.5,
                                       resume=False, overwrite=False, threads=None, models_dir=None))
+    AnnotateJob(options, segmenter=seg)   # optional: reuse a loaded Segmenter (named options.model)
     job.prepare()          # every check; raises StudioError (one line for the user); locks the folder
     job.indices, job.segmenter, job.width, job.height, job.fps, job.scale, job.input_hw, job.out
     job.is_complete()      # --resume found a finished job: run() returns at once

@@ -78,8 +78,10 @@ class FolderLock:
             fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:
             if create:
-                raise
+                raise StudioError(f"cannot create output folder {self.path.parent}: it does not exist") from None
             return False
+        except OSError as exc:
+            raise StudioError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         fh = os.fdopen(fd, "r+b")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -99,10 +101,13 @@ class FolderLock:
         if self._fh is None:
             self.acquire(create=True)
         if self._fh is not None:
-            self._fh.seek(0)
-            self._fh.truncate()
-            self._fh.write(f"{os.getpid()}\n".encode())
-            self._fh.flush()
+            try:
+                self._fh.seek(0)
+                self._fh.truncate()
+                self._fh.write(f"{os.getpid()}\n".encode())
+                self._fh.flush()
+            except OSError as exc:
+                raise StudioError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def release(self) -> None:
         if self._fh is not None:

@@ -52,8 +52,10 @@ class AnnotateResult:
 class AnnotateJob:
     """One annotation run: ``prepare()`` checks everything (raises StudioError), ``run()`` works."""
 
-    def __init__(self, options: AnnotateOptions):
+    def __init__(self, options: AnnotateOptions, segmenter: Segmenter | None = None):
+        """``segmenter``: an already loaded model named ``options.model`` (batch jobs load it once)."""
         self.opts = options
+        self._given_segmenter = segmenter
         self.video = Path(options.video)
         self.out = Path(options.out)
         self.folder = OutputFolder(self.out)
@@ -63,6 +65,7 @@ class AnnotateJob:
         self.indices: list[int] = []
         self.prepared = False
         self.resuming = False
+        self._contents_checked = False
 
     # ---- checks -------------------------------------------------------------------------
     def prepare(self) -> "AnnotateJob":
@@ -89,7 +92,10 @@ class AnnotateJob:
                               f"{self.frame_count} cannot be read")
 
         # the model
-        seg = self.segmenter = Segmenter.load(o.model, o.models_dir, threads=o.threads)
+        seg = self._given_segmenter or Segmenter.load(o.model, o.models_dir, threads=o.threads)
+        if seg.entry.name != o.model:
+            raise StudioError(f"the loaded model is {seg.entry.name!r}, the job asks for {o.model!r}")
+        self.segmenter = seg
         self.input_hw = seg.input_size((self.height, self.width), self.scale)
         self.palette_rgb = seg.palette_rgb
         self.lut = overlay.color_lut(seg.palette_bgr)
@@ -112,20 +118,26 @@ class AnnotateJob:
         folder = self.folder
         folder.check_parents()
         self.resuming = False
+        self._contents_checked = False
         try:
             if not folder.path.is_dir():
-                return  # created and locked by run()
+                return  # created, locked and checked by run()
             folder.lock.acquire(create=False)  # refuses a folder in use; writes nothing
-            if folder.has_content() and not self.opts.overwrite:
-                if not self.opts.resume:
-                    raise StudioError(f"output folder {self.out} already exists and is not empty: "
-                                      "use --resume to continue it or --overwrite to start again")
-                folder.check_resumable(self.settings())
-                self.resuming = True
+            self._check_contents()
             folder.lock.claim()
         except BaseException:
             folder.lock.release()
             raise
+
+    def _check_contents(self) -> None:
+        """A folder with content is replaced only with --overwrite, continued only by the same job."""
+        self._contents_checked = True
+        if self.folder.has_content() and not self.opts.overwrite:
+            if not self.opts.resume:
+                raise StudioError(f"output folder {self.out} already exists and is not empty: "
+                                  "use --resume to continue it or --overwrite to start again")
+            self.folder.check_resumable(self.settings())
+            self.resuming = True
 
     def close(self) -> None:
         """Release the folder lock (run() does this itself; for a job prepared but never run)."""
@@ -137,9 +149,6 @@ class AnnotateJob:
 
     def _complete(self) -> bool:
         return self.folder.complete(self.settings(), self.formats, self.indices)
-
-    def _mask_path(self, index: int) -> Path:
-        return self.folder.mask_path(index)
 
     def _done_count(self) -> int:
         return self.folder.done_count(self.indices)
@@ -156,6 +165,8 @@ class AnnotateJob:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
                 folder.lock.claim()  # a job that created the folder at the same moment is refused here
+                if not self._contents_checked:  # the folder appeared after prepare()
+                    self._check_contents()
                 folder.masks.mkdir(exist_ok=True)
             except OSError as exc:
                 folder.undo_created(created)

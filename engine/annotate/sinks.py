@@ -88,14 +88,36 @@ class MaskSink:
         pass
 
 
-class OverlaySink:
+class _FileSink:
+    """A sink that writes one file across the whole run: committed on finish, removed on abort."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._file = _Committed(path)
+
+    def _close_writer(self) -> None:
+        """Close the format's writer without finishing it (after an error)."""
+
+    def abort(self) -> None:
+        self._close_writer()
+        self._file.abandon()
+
+    @contextlib.contextmanager
+    def _reported(self):
+        """OS errors of the writer (ENOSPC, EFBIG) as one line naming the output file."""
+        try:
+            yield
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+
+class OverlaySink(_FileSink):
     """``overlay.mp4``: colours blended over each frame; every write and the result are checked."""
 
     def __init__(self, folder: OutputFolder, codec: tuple[str, str], fps: float, size: tuple[int, int],
                  opacity: float, lut: np.ndarray):
-        self.path = folder.path / OVERLAY_FILE
+        super().__init__(folder.path / OVERLAY_FILE)
         self.opacity, self.lut, self.written = opacity, lut, 0
-        self._file = _Committed(self.path)
         self._video = cv2.VideoWriter(str(self._file.tmp), cv2.VideoWriter_fourcc(*codec[0]), fps, size)
         if not self._video.isOpened():
             self.abort()
@@ -108,8 +130,7 @@ class OverlaySink:
         self.written += 1
 
     def finish(self) -> None:
-        self._video.release()
-        self._video = None
+        self._close_writer()
         check = cv2.VideoCapture(str(self._file.tmp))  # FFmpeg drops write errors: count what is there
         got = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else -1
         check.release()
@@ -117,43 +138,39 @@ class OverlaySink:
             raise OutputError(f"cannot write {self.path}: the video has {got} of {self.written} frames (disk full?)")
         self._file.commit()
 
-    def abort(self) -> None:
+    def _close_writer(self) -> None:
         if self._video is not None:
             self._video.release()
             self._video = None
-        self._file.abandon()
 
 
-class CvatSink:
+class CvatSink(_FileSink):
     """``cvat.zip``: CVAT "Segmentation mask 1.1", one member per frame, written as frames come."""
 
     def __init__(self, folder: OutputFolder, labels: list[Label]):
-        self._file = _Committed(folder.path / CVAT_FILE)
+        super().__init__(folder.path / CVAT_FILE)
+        self._zip: CvatZipWriter | None = None
         try:
-            self._zip: CvatZipWriter | None = CvatZipWriter(self._file.tmp, labels)
-        except OSError as exc:
-            self._file.abandon()
-            raise _os_error(folder.path / CVAT_FILE, exc) from None
+            with self._reported():
+                self._zip = CvatZipWriter(self._file.tmp, labels)
+        except BaseException:
+            self.abort()
+            raise
 
     def add(self, frame: LabeledFrame) -> None:
-        try:
+        with self._reported():
             self._zip.add(frame_name(frame.index), frame.labels)
-        except OSError as exc:
-            raise _os_error(self._file.path, exc) from None
 
     def finish(self) -> None:
-        try:
+        with self._reported():
             self._zip.finish()
-        except OSError as exc:
-            raise _os_error(self._file.path, exc) from None
         self._zip = None
         self._file.commit()
 
-    def abort(self) -> None:
+    def _close_writer(self) -> None:
         if self._zip is not None:
             self._zip.close()
             self._zip = None
-        self._file.abandon()
 
 
 class StatsSink:
@@ -187,10 +204,6 @@ class StatsSink:
 
     def abort(self) -> None:
         pass
-
-
-def _os_error(path: Path, exc: OSError) -> OutputError:
-    return OutputError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 _codec_cache: dict[tuple[int, int], tuple[str, str]] = {}
