@@ -20,7 +20,7 @@ from typing import Callable
 from . import annotate as ann
 from .batch_state import BATCH_FILE, BatchProgress, BatchState, Executor
 from .batch_task import (  # noqa: F401 - re-exported: one import for callers
-    Event, EventCallback, available_cores, install_model_cache, run_task, thread_budget)
+    Event, EventCallback, available_cores, run_task, thread_budget)
 from .errors import StudioError
 from .registry import Registry
 from .scales import parse_scale

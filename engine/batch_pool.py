@@ -5,7 +5,7 @@ killer, kill -9) hangs the first and breaks the whole second. Here the driver ow
 process and its inbox, sees a dead one, starts a fresh one and hands the video to it again
 (the new attempt resumes the masks the dead one finished, so the result is identical).
 
-Each worker loads the model once (:func:`engine.batch.install_model_cache`) and runs
+Each worker loads the model once (:func:`engine.batch_task.worker_segmenter`) and runs
 ``threads`` inference threads; the driver keeps workers x threads <= the cores it has. Workers
 ignore SIGINT: Ctrl-C reaches the driver, which cancels the running jobs (their finished
 frames are kept for ``--resume``) and stops the workers.
@@ -36,10 +36,7 @@ def _worker_main(wid: int, inbox, conn, cancel_mp, threads: int) -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     import cv2
 
-    from .batch_task import install_model_cache
-
     cv2.setNumThreads(threads)
-    install_model_cache()
     cancel = threading.Event()
     lock = threading.Lock()
 

@@ -58,10 +58,7 @@ class _Worker:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
         import cv2
 
-        from .batch_task import install_model_cache
-
         cv2.setNumThreads(threads)
-        install_model_cache()
         # by name, not by handle: an actor handle as a constructor argument lives in the object
         # store, and Ray warns that a restart could then fail
         self.sink = ray.get_actor(sink_name)

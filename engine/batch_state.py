@@ -125,7 +125,7 @@ class BatchState:
             if status == "done":
                 entry.update(status="done", frames=result["frames"], frames_total=result["frames"],
                              inferred=result["inferred"], seconds=result["seconds"], fps=result["fps"],
-                             finished_at=_now())
+                             loaded_model=result.get("loaded_model", False), finished_at=_now())
                 entry.pop("reason", None)
             elif status == "failed":
                 entry.update(status="failed", reason=result["reason"], finished_at=_now())

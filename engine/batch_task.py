@@ -42,27 +42,18 @@ def _one_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:300]
 
 
-_model_cache: dict[tuple, object] = {}
+_models: dict[tuple, object] = {}
 
 
-def install_model_cache() -> None:
-    """In a worker process only: ``Segmenter.load`` returns the session already loaded for the
-    same model and threads, so a worker loads (and checksums) its model once, not once per video.
-    Segmenter keeps no per-call state, so sharing it between consecutive jobs is safe."""
+def worker_segmenter(options: dict):
+    """The model for a task, loaded (and checksummed) once per worker process and handed to every
+    job through ``AnnotateJob(options, segmenter=...)``; Segmenter keeps no per-call state."""
     from .segmenter import Segmenter
 
-    if getattr(Segmenter.load, "_batch_cached", False):
-        return
-    original = Segmenter.load.__func__
-
-    def load(cls, name, models_dir=None, threads=None, cpu_only=False):
-        key = (name, str(models_dir), threads, cpu_only)
-        if key not in _model_cache:
-            _model_cache[key] = original(cls, name, models_dir, threads=threads, cpu_only=cpu_only)
-        return _model_cache[key]
-
-    load._batch_cached = True  # type: ignore[attr-defined]
-    Segmenter.load = classmethod(load)  # type: ignore[method-assign]
+    key = (options["model"], options.get("models_dir"), options.get("threads"))
+    if key not in _models:
+        _models[key] = Segmenter.load(options["model"], options.get("models_dir"), threads=options.get("threads"))
+    return _models[key]
 
 
 def _job_mode(task: dict) -> tuple[bool, bool]:
@@ -97,7 +88,10 @@ def run_task(task: dict, emit: EventCallback, cancel: threading.Event | None = N
             emit({"type": "progress", "index": index, "done": p.done, "total": p.total})
 
     try:
-        job = ann.AnnotateJob(options).prepare()
+        loads = len(_models)
+        segmenter = worker_segmenter(task["options"])
+        loaded = len(_models) > loads  # this video paid for loading the model
+        job = ann.AnnotateJob(options, segmenter=segmenter).prepare()
         emit({"type": "started", "index": index, "total": len(job.indices), "pid": os.getpid(), "resumed": resume})
         result = job.run(progress, cancel)
     except ann.AnnotateCancelled:
@@ -108,4 +102,4 @@ def run_task(task: dict, emit: EventCallback, cancel: threading.Event | None = N
         return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)}"}
     return {"status": "done", "frames": result.frames, "inferred": result.inferred,
             "seconds": round(result.seconds, 3), "fps": round(result.fps, 3),
-            "already_complete": bool(result.already_complete)}
+            "already_complete": bool(result.already_complete), "loaded_model": loaded}

@@ -129,12 +129,14 @@ def test_ctrl_c_then_resume_skips_finished_videos(tmp_path, clips, singles):
     finished = [v["out"] for v in record["videos"] if v["status"] == "done"]
     assert finished and len(finished) < 3, record
     assert not any(v["status"] == "running" for v in record["videos"])
+    assert [v["loaded_model"] for v in record["videos"] if v["status"] == "done"] == [True]  # once per worker
     stamps = {n: (out / n / "summary.json").stat().st_mtime_ns for n in finished}
 
     again = subprocess.run(args + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     record = json.loads(record_path.read_text())
     assert record["status"] == "done" and all(v["status"] == "done" for v in record["videos"])
+    assert sum(v["loaded_model"] for v in record["videos"]) == 2  # the first run's worker, the resumed run's
     for n in finished:  # not run again
         assert (out / n / "summary.json").stat().st_mtime_ns == stamps[n]
         assert next(v for v in record["videos"] if v["out"] == n)["attempts"] == 1
