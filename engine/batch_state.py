@@ -32,11 +32,16 @@ class BatchProgress:
     videos_failed: int
     videos_total: int
     elapsed_s: float
+    frames_before: int = 0  # frames of videos finished before this run (a resumed batch)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second of this run (a resume's finished videos do not count)."""
+        return (self.frames_done - self.frames_before) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     @property
     def eta_s(self) -> float | None:
-        rate = self.frames_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        return (self.frames_total - self.frames_done) / rate if rate > 0 else None
+        return (self.frames_total - self.frames_done) / self.fps if self.fps > 0 else None
 
 
 class Executor(Protocol):
@@ -77,6 +82,7 @@ class BatchState:
         self.opts = opts
         self.t0 = time.perf_counter()
         self.saved_at = 0.0
+        self.frames_before = 0
         self.data = {"tool": "topformer-studio annotate batch", "version": 1, "status": "running",
                      "started_at": _now(), "updated_at": _now(), "settings": opts.settings(),
                      "executor": executor, "videos": []}
@@ -99,6 +105,7 @@ class BatchState:
                 entry.update(before)
             else:  # failed, interrupted or never started: run again (resuming its frames)
                 entry["attempts"] = before.get("attempts", 0)
+        self.frames_before = sum(v["frames"] for v in self.videos if v["status"] == "done")
         self.data["started_at"] = previous.get("started_at", self.data["started_at"])
         self.data["resumed_at"] = _now()
 
@@ -106,7 +113,7 @@ class BatchState:
         vs = self.videos
         return BatchProgress(sum(v["frames"] for v in vs), sum(max(v["frames_total"], v["frames"]) for v in vs),
                              sum(v["status"] == "done" for v in vs), sum(v["status"] == "failed" for v in vs),
-                             len(vs), time.perf_counter() - self.t0)
+                             len(vs), time.perf_counter() - self.t0, self.frames_before)
 
     def apply(self, event: Event) -> None:
         entry = self.videos[event["index"]]
@@ -141,8 +148,8 @@ class BatchState:
         self.data["totals"] = {"videos": p.videos_total, "done": p.videos_done, "failed": p.videos_failed,
                                "pending": sum(v["status"] in ("pending", "running") for v in self.videos),
                                "frames_done": p.frames_done, "frames_total": p.frames_total,
-                               "elapsed_s": round(p.elapsed_s, 3),
-                               "fps": round(p.frames_done / p.elapsed_s, 3) if p.elapsed_s > 0 else None}
+                               "frames_this_run": p.frames_done - p.frames_before,
+                               "elapsed_s": round(p.elapsed_s, 3), "fps": round(p.fps, 3)}
         atomic_write_text(self.path, json.dumps(self.data, indent=1) + "\n")
         self.saved_at = time.monotonic()
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.no_progress:
                 from tqdm import tqdm
 
-                bar = tqdm(total=p.frames_total, unit="frame", desc="batch", file=err, dynamic_ncols=True,
+                bar = tqdm(total=p.frames_total, initial=p.frames_done, unit="frame", desc="batch", file=err, dynamic_ncols=True,
                            smoothing=0.1, mininterval=0.5, disable=None)  # None: no bar unless stderr is a tty
         if bar is None:
             return
@@ -78,9 +78,9 @@ def run(args: argparse.Namespace) -> int:
     for entry in state.videos:
         if entry["status"] == "failed":
             print(f"failed: {entry['input']}: {entry.get('reason', 'unknown error')}", file=err)
-    fps = p.frames_done / p.elapsed_s if p.elapsed_s > 0 else 0.0
     print(f"batch {state.data['status']}: {p.videos_done} of {p.videos_total} videos done, {p.videos_failed} failed, "
-          f"{p.frames_done} frames in {p.elapsed_s:.1f} s ({fps:.2f} frames/s) -> {out / b.BATCH_FILE}", file=err)
+          f"{p.frames_done - p.frames_before} frames in {p.elapsed_s:.1f} s ({p.fps:.2f} frames/s) "
+          f"-> {out / b.BATCH_FILE}", file=err)
     if args.json:
         print(json.dumps({"status": state.data["status"], **state.data.get("totals", {})}))
     return 1 if p.videos_failed else 0
