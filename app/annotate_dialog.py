@@ -95,10 +95,15 @@ class AnnotateDialog(QDialog):
     """Options like ``main.py annotate``; Start runs the job in the background with a progress bar."""
 
     job_finished = Signal(str)  # final state: "done", "failed" or "cancelled"
+    out_root_chosen = Signal(str)  # the folder holding this job's output folder: remembered for next time
 
     def __init__(self, parent: QWidget | None = None, models_dir: Path | str | None = None,
-                 video_path: Path | str | None = None, model_name: str | None = None):
+                 video_path: Path | str | None = None, model_name: str | None = None,
+                 out_root: Path | str | None = None):
         super().__init__(parent)
+        # Results go under out_root (the user's Videos folder by default, then where they last chose),
+        # never next to the source video unless the user picks that folder.
+        self.out_root = Path(out_root) if out_root else None
         self.setWindowTitle("Annotate video")
         self.models_dir = models_dir
         self.worker: AnnotateWorker | None = None
@@ -172,8 +177,8 @@ class AnnotateDialog(QDialog):
         self.opacity_spin.setValue(0.5)
         form.addRow("Overlay opacity", self.opacity_spin)
 
-        self.resume_check = QCheckBox("Resume an interrupted job in this folder")
-        self.overwrite_check = QCheckBox("Overwrite a previous job in this folder")
+        self.resume_check = QCheckBox("Continue where an earlier run in this folder stopped")
+        self.overwrite_check = QCheckBox("Replace what an earlier run wrote in this folder")
         self.resume_check.toggled.connect(lambda on: on and self.overwrite_check.setChecked(False))
         self.overwrite_check.toggled.connect(lambda on: on and self.resume_check.setChecked(False))
         form.addRow("", self.resume_check)
@@ -239,13 +244,14 @@ class AnnotateDialog(QDialog):
         self._out_was_auto = False
 
     def _suggest_out(self, *_args) -> None:
-        """A folder next to the video named after it and the model, until the user picks one."""
+        """A folder under the output root named after the video and the model, until the user picks one."""
         video = self.video_edit.text().strip()
         if not video or not self._out_was_auto:
             return
         path = Path(video)
         model = self.model_combo.currentData() or "model"
-        self.out_edit.setText(str(path.with_name(f"{path.stem}-{model}-annotations")))
+        root = self.out_root or path.parent
+        self.out_edit.setText(str(root / f"{path.stem}-{model}-annotations"))
 
     def options(self) -> ann.AnnotateOptions:
         """The dialog's settings as engine options (raises StudioError for an empty field)."""
@@ -277,6 +283,7 @@ class AnnotateDialog(QDialog):
         except StudioError as exc:
             self._show_error(str(exc))
             return
+        self.out_root_chosen.emit(str(Path(options.out).parent))
         self.result = None
         self.error = None
         self.state = "running"
@@ -358,7 +365,7 @@ class AnnotateDialog(QDialog):
 
     @Slot()
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled. Finished frames are kept: tick \"Resume\" and Start to continue.")
+        self.status_label.setText("Cancelled. Finished frames are kept: press Start to continue where it stopped.")
         self.progress_bar.setRange(0, max(self.progress_bar.maximum(), 1))
         self._finish("cancelled")
 
@@ -376,7 +383,7 @@ class AnnotateDialog(QDialog):
         self.job_finished.emit(state)
 
     def _show_error(self, message: str) -> None:
-        self.status_label.setText(f"<span style='color:#e05555'>Error: {_escape(message)}</span>")
+        self.status_label.setText(f"<span style='color:#e05555'>Error: {_escape(plain_words(message))}</span>")
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
 
@@ -397,6 +404,13 @@ class AnnotateDialog(QDialog):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
         self._stop_worker()
         super().closeEvent(event)
+
+
+def plain_words(message: str) -> str:
+    """The engine speaks CLI (``--resume``); the dialog names its own check boxes instead."""
+    return (message.replace("--resume", "\"Continue where an earlier run stopped\"")
+            .replace("--overwrite", "\"Replace what an earlier run wrote\"")
+            .replace("--every", "\"Frames: every\""))
 
 
 def _escape(text: str) -> str:

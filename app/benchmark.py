@@ -66,6 +66,7 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_gap_max_ms": round(self.meter.worst_gap_ms, 1),
             "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
             "ui_tick_interval_ms": self.meter.interval_ms,
+            "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
         }
         print(json.dumps(report), file=self.out, flush=True)
         self._quit(0)

@@ -1,0 +1,29 @@
+"""Overlay colours: the dataset's own palette, or one where the street classes are distinct.
+
+CamVid's official colours put road (128,64,128), car (64,0,128) and pavement (60,40,222)
+within a few shades of purple-blue; blended over a frame they are hard to tell apart. The
+"distinct" palette gives the classes people look for clearly different hues and keeps the
+dataset colour for every class it does not name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+PALETTES = ("distinct", "dataset")
+DISTINCT_RGB = {
+    "road": (128, 64, 128), "pavement": (255, 220, 0), "sidewalk": (255, 220, 0),
+    "car": (255, 110, 0), "truck": (255, 150, 60), "bus": (255, 180, 90),
+    "pedestrian": (220, 20, 60), "person": (220, 20, 60), "bicyclist": (255, 0, 200), "rider": (255, 0, 200),
+    "sky": (70, 130, 180), "building": (115, 115, 115), "tree": (60, 170, 60), "vegetation": (60, 170, 60),
+    "pole": (250, 250, 250), "sign_symbol": (0, 255, 255), "traffic sign": (0, 255, 255), "fence": (150, 100, 50),
+}
+
+
+def palette_rgb(mode: str, class_names: list[str], dataset_rgb: np.ndarray) -> np.ndarray:
+    """uint8 [C, 3] RGB colours for ``mode`` ("distinct" or "dataset")."""
+    out = np.array(dataset_rgb, dtype=np.uint8).reshape(-1, 3).copy()
+    if mode == "distinct" and len(out) <= 20:  # street datasets; ADE20K's 150 colours are already distinct
+        for i, name in enumerate(class_names[:len(out)]):
+            if name in DISTINCT_RGB:
+                out[i] = DISTINCT_RGB[name]
+    return out
