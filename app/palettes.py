@@ -12,8 +12,8 @@ import numpy as np
 PALETTES = ("distinct", "dataset")
 DISTINCT_RGB = {
     "road": (128, 64, 128), "pavement": (255, 220, 0), "sidewalk": (255, 220, 0),
-    "car": (255, 110, 0), "truck": (255, 150, 60), "bus": (255, 180, 90),
-    "pedestrian": (220, 20, 60), "person": (220, 20, 60), "bicyclist": (255, 0, 200), "rider": (255, 0, 200),
+    "car": (255, 40, 40), "truck": (255, 120, 40), "bus": (255, 150, 90),
+    "pedestrian": (255, 0, 200), "person": (255, 0, 200), "bicyclist": (150, 0, 255), "rider": (150, 0, 255),
     "sky": (70, 130, 180), "building": (115, 115, 115), "tree": (60, 170, 60), "vegetation": (60, 170, 60),
     "pole": (250, 250, 250), "sign_symbol": (0, 255, 255), "traffic sign": (0, 255, 255), "fence": (150, 100, 50),
 }
