@@ -59,7 +59,7 @@ def file_size_text(models_dir: Path, entry: ModelEntry) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "file missing"
 
 
-def measure_speed(models_dir: Path, name: str, runs: int = 5) -> float:
+def measure_speed(models_dir: Path, name: str, runs: int = 5, cancel: threading.Event | None = None) -> float:
     """Median milliseconds per 640x360 frame at full scale on this machine (after one warm-up)."""
     from engine.segmenter import Segmenter
 
@@ -68,6 +68,8 @@ def measure_speed(models_dir: Path, name: str, runs: int = 5) -> float:
     segmenter.segment(frame, "full")
     times = []
     for _ in range(runs):
+        if cancel is not None and cancel.is_set():
+            raise StudioError("Cancelled.")
         t0 = time.perf_counter()
         segmenter.segment(frame, "full")
         times.append((time.perf_counter() - t0) * 1000.0)

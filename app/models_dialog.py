@@ -39,6 +39,7 @@ class ModelsDialog(QDialog):
         self.entries: list[ModelEntry] = []
         self._measuring: set[str] = set()
         self._busy_job: Job | None = None
+        self._closed = False  # queued job signals may still arrive after close: they are ignored then
         self.tabs = QTabWidget()
         self.tabs.addTab(self._installed_tab(), "Installed")
         self.tabs.addTab(self._download_tab(), "Download")
@@ -180,11 +181,14 @@ class ModelsDialog(QDialog):
 
     def measure(self, entry: ModelEntry) -> None:
         self._measuring.add(entry.name)
-        job = self.runner.start(f"measuring {entry.name}", lambda j: tasks.measure_speed(self.models_dir, entry.name))
+        job = self.runner.start(f"measuring {entry.name}",
+                                lambda j: tasks.measure_speed(self.models_dir, entry.name, cancel=j.cancel_event))
         job.signals.finished.connect(lambda ms, e=entry: self._on_measured(e, ms))
         job.signals.failed.connect(lambda msg, e=entry: self._on_measured(e, None, msg))
 
     def _on_measured(self, entry: ModelEntry, ms, message: str = "") -> None:
+        if self._closed:
+            return
         self._measuring.discard(entry.name)
         if ms is not None:
             self.settings.set_speed_ms(entry.sha256, float(ms))
@@ -253,6 +257,8 @@ class ModelsDialog(QDialog):
         return job
 
     def _on_progress(self, bar: QProgressBar, done: int, total: int) -> None:
+        if self._closed:
+            return
         if total > 0:
             bar.setRange(0, 1000)
             bar.setValue(int(1000 * done / total))
@@ -261,6 +267,8 @@ class ModelsDialog(QDialog):
             bar.setRange(0, 0)
 
     def _on_job_done(self, bar: QProgressBar, status: QLabel, entry, message: str) -> None:
+        if self._closed:
+            return
         self._busy_job = None
         self._set_busy(False)
         bar.setVisible(False)
@@ -288,5 +296,6 @@ class ModelsDialog(QDialog):
             self.import_path.setText(path)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._closed = True
         self.runner.shutdown(3000)
         super().closeEvent(event)
