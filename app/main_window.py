@@ -315,7 +315,7 @@ class MainWindow(QMainWindow):
             self.latency.add((now - result.read_at) * 1000.0)
         self.view.set_stats_lines(result.stats.lines(self.latency.median()))
         if result.is_new and result.labels is not None:
-            self._check_scene_fit(now, result.confidence)
+            self._check_scene_fit(now, result.confidence, {name: pct / 100 for _, name, pct in result.legend})
         if now - self._panel_refreshed >= PANEL_REFRESH_S or not self.playing:
             self._panel_refreshed = now
             self.legend.set_classes(result.legend, result.palette_rgb)
@@ -324,8 +324,8 @@ class MainWindow(QMainWindow):
             self._update_hover_text()
         self.frame_shown.emit(result)
 
-    def _check_scene_fit(self, now: float, confidence: float | None) -> None:
-        text = self.scene_fit.feed(now, confidence)
+    def _check_scene_fit(self, now: float, confidence: float | None, shares: dict[str, float]) -> None:
+        text = self.scene_fit.feed(now, confidence, shares)
         if text:
             self.show_notice(text)
 
