@@ -87,7 +87,7 @@ class MainWindow(QMainWindow):
         w.source_failed.connect(self._on_source_failed)
         w.source_ended.connect(self._on_source_ended)
         w.error_occurred.connect(lambda message: self.show_error(message, cause_of(message)))
-        self.models.serving_changed.connect(lambda entry: self.scene_fit.reset(entry))
+        self.models.serving_changed.connect(self._on_serving_changed)
         self.models.status_message.connect(self.statusBar().showMessage)
         self.capture.status_message.connect(self.statusBar().showMessage)
         self.banner.link_activated.connect(lambda _link: self.open_models_dialog("download"))
@@ -248,6 +248,10 @@ class MainWindow(QMainWindow):
     @property
     def serving(self) -> ModelEntry | None:
         return self.models.serving
+
+    def _on_serving_changed(self, entry: ModelEntry | None) -> None:
+        self.scene_fit.reset(entry)
+        self.latency.reset()  # frames shown before the model was ready took no inference
 
     def set_scale(self, scale: str) -> None:
         self.scale = scale
