@@ -1,4 +1,4 @@
-""""Annotate video…" dialog: the options of ``main.py annotate``, run in the background.
+""""Annotate video…" dialog: choose a video, a model and what to write; the job runs in the background.
 
 The job (engine.annotate.AnnotateJob) runs in a QThread; its progress callback arrives through a
 queued signal. Cancel stops it between frames (finished frames are kept, so "Resume" continues
@@ -11,23 +11,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QCoreApplication, QThread, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from engine import annotate as ann
 from engine.errors import StudioError

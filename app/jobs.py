@@ -22,10 +22,6 @@ class JobSignals(QObject):
     failed = Signal(str)  # one line for the user
 
 
-class JobCancelled(Exception):
-    """Raised inside a job function when the user cancelled it."""
-
-
 class Job(QRunnable):
     def __init__(self, name: str, fn: Callable[["Job"], object]):
         super().__init__()
@@ -44,9 +40,10 @@ class Job(QRunnable):
         self.cancel_event.set()
 
     def report(self, done: int, total: int | None) -> None:
-        """Progress from the job's thread; at most ~10 signals a second (and the last one)."""
-        if self.cancelled:
-            raise JobCancelled()
+        """Progress from the job's thread; at most ~10 signals a second (and the last one).
+
+        Never raises: it is handed to engine code as a callback, and the engine checks the
+        cancel event itself (so it can keep a resumable partial download)."""
         now = time.monotonic()
         if now - self._last_report >= 0.1 or (total and done >= total):
             self._last_report = now
@@ -55,8 +52,6 @@ class Job(QRunnable):
     def run(self) -> None:
         try:
             result = self.fn(self)
-        except JobCancelled:
-            self._emit(self.signals.failed, "Cancelled.")
         except StudioError as exc:
             self._emit(self.signals.failed, str(exc))
         except Exception as exc:  # noqa: BLE001 - a failed job is a message, never a crash

@@ -21,13 +21,13 @@ from .error_banner import SOURCE_CAUSES, cause_of
 from .capture_control import CaptureControl
 from .frame_reader import SourceInfo
 from .dialogs import Dialogs
+from .display_control import DisplayControl
 from .menus import Menus
 from .model_control import ModelControl
 from .scene_fit import SceneFitMonitor
 from .settings_store import SettingsStore
 from .source_panel import camera_tooltip
 from .stats import LatencyMeter
-from .theme import apply_theme
 from .window_layout import WindowLayout
 from .worker import FrameResult, InferenceWorker
 
@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.fullscreen_action = self.menus.fullscreen
         self.models = ModelControl(self.worker, self.models_dir, settings, self.model_panel, self.menus, self.banner, self)
         self.capture = CaptureControl(self.worker, self.capture_panel, settings, self.banner, self)
+        self.display = DisplayControl(self.worker, self.view, self.display_panel, settings, self)
         self.dialogs = Dialogs(self, self.models_dir, settings, self.reload_models, self.select_model)
         self._connect()
         self._restore(scale)
@@ -110,11 +111,6 @@ class MainWindow(QMainWindow):
         mp.scale_selected.connect(self.set_scale)
         mp.reload_requested.connect(self.reload_models)
         mp.manage_requested.connect(self.open_models_dialog)
-        dp = self.display_panel
-        dp.display_changed.connect(self._on_display_changed)
-        dp.stats_toggled.connect(self._on_stats_toggled)
-        dp.theme_changed.connect(self.set_theme)
-        dp.palette_changed.connect(self.set_palette)
 
     def _restore(self, scale: str | None) -> None:
         s = self.settings
@@ -131,11 +127,6 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(s.splitter_state)
         else:
             self.splitter.setSizes([max(self.width() - self.side_width, 400), self.side_width])
-        self.display_panel.set_values(s.opacity, s.boundaries, s.mask_only, s.show_stats, s.theme)
-        self.display_panel.set_palette(s.palette)
-        self.view.show_stats = s.show_stats
-        self.worker.set_display(s.opacity, s.boundaries, s.mask_only)
-        self.worker.set_palette(s.palette)
         self.source_panel.set_loop(s.loop)
         self.source_panel.set_realtime(s.realtime)
         self.worker.set_loop(s.loop)
@@ -267,23 +258,8 @@ class MainWindow(QMainWindow):
         self.dialogs.models(tab)
 
     # -- display ---------------------------------------------------------------------------------------
-    def _on_display_changed(self, opacity: float, boundaries: bool, mask_only: bool) -> None:
-        self.settings.opacity, self.settings.boundaries, self.settings.mask_only = opacity, boundaries, mask_only
-        self.worker.set_display(opacity, boundaries, mask_only)
-
-    def _on_stats_toggled(self, show: bool) -> None:
-        self.settings.show_stats = show
-        self.view.show_stats = show
-        self.view.update()
-
-    def set_theme(self, theme: str) -> None:
-        self.settings.theme = theme
-        apply_theme(QApplication.instance(), theme)
-
     def set_palette(self, mode: str) -> None:
-        self.settings.palette = mode
-        self.display_panel.set_palette(mode)
-        self.worker.set_palette(mode)
+        self.display.set_palette(mode)
 
     def set_fullscreen(self, on: bool) -> None:
         """Full screen shows only the video, with the legend drawn on it (L hides it)."""

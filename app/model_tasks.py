@@ -86,8 +86,8 @@ def import_file(models_dir: Path, path: Path, dataset: str, name: str | None = N
 
 
 def download_base_url() -> str | None:
-    """STUDIO_DOWNLOAD_BASE overrides the server (mirrors, and tests with an unreachable one)."""
-    return os.environ.get("STUDIO_DOWNLOAD_BASE") or None
+    """STUDIO_DOWNLOAD_URL overrides the server (mirrors, and tests with an unreachable one)."""
+    return os.environ.get("STUDIO_DOWNLOAD_URL") or None
 
 
 def download_file(variant: str, progress: Progress, cancel: threading.Event,

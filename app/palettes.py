@@ -27,3 +27,19 @@ def palette_rgb(mode: str, class_names: list[str], dataset_rgb: np.ndarray) -> n
             if name in DISTINCT_RGB:
                 out[i] = DISTINCT_RGB[name]
     return out
+
+
+class PaletteCache:
+    """(RGB, BGR) colours of the serving model in a mode, computed once per model (inference thread)."""
+
+    def __init__(self):
+        self._key: tuple | None = None  # (segmenter, mode): holds the segmenter, so its id is never reused
+        self._value = (np.zeros((0, 3), np.uint8), np.zeros((0, 3), np.uint8))
+
+    def get(self, segmenter, mode: str) -> tuple[np.ndarray, np.ndarray]:
+        if segmenter is None:
+            return np.zeros((0, 3), np.uint8), np.zeros((0, 3), np.uint8)
+        if self._key is None or self._key[0] is not segmenter or self._key[1] != mode:
+            rgb = palette_rgb(mode, segmenter.class_names, segmenter.palette_rgb)
+            self._key, self._value = (segmenter, mode), (rgb, np.ascontiguousarray(rgb[:, ::-1]))
+        return self._value

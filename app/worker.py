@@ -29,7 +29,7 @@ from .capture import Recorder, capture_stem, ensure_writable_folder, save_snapsh
 from .frame_reader import FrameReader, Packet, SourceInfo
 from .frame_slot import LatestSlot
 from .model_loader import ModelLoader
-from .palettes import palette_rgb
+from .palettes import PaletteCache
 from .stats import PipelineStats, StatsSnapshot
 
 
@@ -119,7 +119,7 @@ class InferenceWorker(QObject):
         self._scale = "full"
         self._display = DisplayOptions()
         self._palette_mode = "distinct"
-        self._palettes: dict = {}  # (segmenter id, mode) -> (rgb, bgr)
+        self._palettes = PaletteCache()
         self._view_size = (0, 0)
         self._result: FrameResult | None = None
         self._notified = False
@@ -293,7 +293,7 @@ class InferenceWorker(QObject):
             mode = self._palette_mode
         frame = packet.frame.image
         labels, input_size, infer_ms, confidence = self._labels(packet, segmenter, scale, redo)
-        rgb, bgr = self._palette(segmenter, mode)
+        rgb, bgr = self._palettes.get(segmenter, mode)
         if labels is None:
             out = frame
         else:
@@ -320,16 +320,6 @@ class InferenceWorker(QObject):
             self._notified = True
         if notify:
             self.frame_ready.emit()
-
-    def _palette(self, segmenter: Segmenter | None, mode: str) -> tuple[np.ndarray, np.ndarray]:
-        """(RGB, BGR) colours of the serving model in ``mode``, computed once per model."""
-        if segmenter is None:
-            return np.zeros((0, 3), np.uint8), np.zeros((0, 3), np.uint8)
-        key = (id(segmenter), mode)
-        if key not in self._palettes:
-            rgb = palette_rgb(mode, segmenter.class_names, segmenter.palette_rgb)
-            self._palettes = {key: (rgb, np.ascontiguousarray(rgb[:, ::-1]))}
-        return self._palettes[key]
 
     def _report_once(self, message: str, every_s: float = 10.0) -> None:
         """Emit ``message`` unless the same one was emitted in the last ``every_s`` seconds."""

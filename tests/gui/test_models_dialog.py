@@ -69,7 +69,7 @@ def test_import_without_torch_names_the_install_command(qtbot, shipped_copy, tmp
 
 @pytest.mark.torch
 def test_offline_download_says_so_plainly_and_saves_nothing(qtbot, shipped_copy, tmp_path, monkeypatch):
-    monkeypatch.setenv("STUDIO_DOWNLOAD_BASE", closed_port_url())
+    monkeypatch.setenv("STUDIO_DOWNLOAD_URL", closed_port_url())
     cache = tmp_path / "cache"
     dialog = make_dialog(qtbot, shipped_copy, cache_dir=cache)
     job = dialog.download("tiny")
