@@ -115,3 +115,80 @@ def test_window_opens_the_dialog_from_the_menu_and_the_picker_link(qtbot, make_w
     window.model_panel.manage_link.linkActivated.emit("manage")
     assert window.models_dialog is not None and window.models_dialog.tabs.currentIndex() == 0
     window.models_dialog.close()
+
+
+class SlowRangeServer:
+    """A local HTTP server for one file, in small slow chunks, honouring Range (like the real one)."""
+
+    def __init__(self, path, chunk: int = 64 * 1024, delay_s: float = 0.08):
+        import http.server
+        import threading
+
+        data = path.read_bytes()
+        self.ranges: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # noqa: D102 - quiet
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server name
+                start = 0
+                header = self.headers.get("Range")
+                server.ranges.append(header or "")
+                if header:
+                    start = int(header.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                try:
+                    for i in range(start, len(data), chunk):
+                        self.wfile.write(data[i:i + chunk])
+                        time.sleep(delay_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        import time
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/file?id="
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="test-http", daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_download_shows_progress_cancels_and_resumes(qtbot, shipped_copy, shared_dir, tmp_path, monkeypatch):
+    from engine import download as dl
+
+    if not hasattr(dl, "download"):
+        pytest.skip("needs engine.download.download (progress and cancel callbacks)")
+    server = SlowRangeServer(shared_dir / "reference" / "topformer-tiny-ade20k.pth")
+    monkeypatch.setenv("STUDIO_DOWNLOAD_URL", server.url)
+    cache = tmp_path / "cache"
+    try:
+        dialog = make_dialog(qtbot, shipped_copy, cache_dir=cache)
+        dialog.download("tiny")
+        qtbot.waitUntil(lambda: dialog.download_progress.maximum() == 1000 and dialog.download_progress.value() > 100,
+                        timeout=30000)
+        assert " MB" in dialog.download_progress.format()
+        dialog.cancel_button.click()
+        qtbot.waitUntil(lambda: dialog.download_button.isEnabled(), timeout=30000)
+        assert "cancelled" in dialog.download_status.text().lower()
+        parts = list(cache.glob("*.part"))
+        assert len(parts) == 1 and parts[0].stat().st_size > 0
+        changed = []
+        dialog.models_changed.connect(changed.append)
+        dialog.download("tiny")  # resumes where it stopped
+        qtbot.waitUntil(lambda: changed == ["ade20k-tiny"], timeout=180000)
+        assert server.ranges[0] == "" and server.ranges[-1].startswith("bytes=") and server.ranges[-1] != "bytes=0-"
+        assert Registry(shipped_copy).get("ade20k-tiny").num_classes == 150
+    finally:
+        server.close()
