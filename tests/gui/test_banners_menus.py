@@ -130,3 +130,21 @@ def test_window_works_at_800x600(qtbot, make_window):
     video_w = window.splitter.sizes()[0]
     assert video_w >= 320, window.splitter.sizes()
     assert window.side_scroll.isVisible() and window.side_scroll.width() <= 800 - 320
+
+
+def test_notice_links_to_download_and_goes_with_its_source(qtbot, make_window, videos):
+    window = make_window(MODELS_DIR, source=str(videos / "dashcam-highway-960x540.mp4"), model="camvid-tiny", scale="half")
+    qtbot.waitUntil(lambda: window.source_info is not None, timeout=10000)
+    window.show_notice("This model knows street scenes (road, car, pedestrian...).")
+    banner = window.banner.banners()[-1]
+    assert not banner.error and banner.link.isVisible() and window.notices == [banner.text()]
+    banner.link.linkActivated.emit("Open Models…")
+    assert window.models_dialog is not None and window.models_dialog.tabs.currentIndex() == 1
+    window.models_dialog.close()
+    window.open_source(str(videos / "indoor-people-768x432.mp4"))  # a new source: the hint about the old one goes
+    qtbot.waitUntil(lambda: window.banner.messages("scene") == [], timeout=10000)
+    assert window.notices == ["This model knows street scenes (road, car, pedestrian...)."]  # still recorded
+
+
+test_notice_links_to_download_and_goes_with_its_source = pytest.mark.shared(
+    test_notice_links_to_download_and_goes_with_its_source)
