@@ -1,15 +1,14 @@
 """"Annotate video…" dialog: choose a video, a model and what to write; the job runs in the background.
 
-The job (engine.annotate.AnnotateJob) runs in a QThread; its progress callback arrives through a
-queued signal. Cancel stops it between frames (finished frames are kept, so "Resume" continues
+The job (engine.annotate.AnnotateJob) runs through app/jobs.py like every dialog job; its
+progress callback arrives through a queued signal. Cancel stops it between frames (finished frames are kept, so "Resume" continues
 later); at the end "Open folder" shows the results in the file manager.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QThread, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
@@ -19,53 +18,34 @@ from engine import annotate as ann
 from engine.errors import StudioError
 from engine.registry import Registry
 
-# Running workers, referenced here until they finish: a dialog that is deleted mid-run (its parent
-# window destroyed) must not take a running QThread with it. At quit they are cancelled and joined.
-_LIVE_WORKERS: set["AnnotateWorker"] = set()
-_QUIT_HOOKED = False
+from .jobs import Job, JobRunner
+
+# Annotate jobs run on one app-wide runner (app/jobs.py), not on the dialog: a dialog that is
+# deleted mid-run (its parent window destroyed) must not wait for, or take down, a running job.
+# At quit every job is cancelled and waited for.
+_RUNNER: JobRunner | None = None
 
 
-def _stop_all_workers() -> None:
-    for worker in list(_LIVE_WORKERS):
-        worker.cancel()
-        worker.wait()
+def _runner() -> JobRunner:
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = JobRunner(None)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(lambda: _RUNNER.shutdown(60000))
+    return _RUNNER
+
+
+def _annotate(options: ann.AnnotateOptions, job: Job) -> ann.AnnotateResult:
+    """The job function: checks and model loading (reported as "prepared"), then the frames."""
+    prepared = ann.AnnotateJob(options).prepare()
+    job.update(("prepared", prepared))
+    if job.cancelled:
+        raise ann.AnnotateCancelled("cancelled")
+    return prepared.run(progress=job.update, cancel=job.cancel_event)
 
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;All files (*)"
-
-
-class AnnotateWorker(QThread):
-    """Runs one AnnotateJob (prepare + run) off the GUI thread."""
-
-    progress = Signal(object)  # ann.Progress
-    prepared = Signal(object)  # the AnnotateJob, after its checks passed
-    succeeded = Signal(object)  # ann.AnnotateResult
-    failed = Signal(str)  # one-line message
-    cancelled = Signal()
-
-    def __init__(self, options: ann.AnnotateOptions, parent=None):
-        super().__init__(parent)
-        self.options = options
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:  # noqa: D401 - QThread entry point
-        try:
-            job = ann.AnnotateJob(self.options).prepare()
-            self.prepared.emit(job)
-            if self._cancel.is_set():
-                raise ann.AnnotateCancelled("cancelled")
-            result = job.run(progress=self.progress.emit, cancel=self._cancel)
-        except ann.AnnotateCancelled:
-            self.cancelled.emit()
-        except StudioError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user instead of killing the thread
-            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(result)
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -97,6 +77,7 @@ class AnnotateDialog(QDialog):
         self.error: str | None = None
         self.state = "idle"  # idle, running, done, failed, cancelled
         self._out_was_auto = True
+        self._closed = False
 
         form = QFormLayout()
         self.video_edit = QLineEdit()
@@ -279,19 +260,8 @@ class AnnotateDialog(QDialog):
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the first frame: loading the model, checking the video
         self.status_label.setText("checking the video and loading the model…")
-        global _QUIT_HOOKED
-        self.worker = worker = AnnotateWorker(options)  # no parent: see _LIVE_WORKERS
-        _LIVE_WORKERS.add(worker)
-        worker.finished.connect(lambda: _LIVE_WORKERS.discard(worker))
-        if not _QUIT_HOOKED and QCoreApplication.instance() is not None:
-            QCoreApplication.instance().aboutToQuit.connect(_stop_all_workers)
-            _QUIT_HOOKED = True
-        self.worker.prepared.connect(self._on_prepared)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.succeeded.connect(self._on_succeeded)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.cancelled.connect(self._on_cancelled)
-        self.worker.start()
+        self.worker = _runner().start("annotate", lambda job: _annotate(options, job), finished=self._on_succeeded,
+                                      failed=self._on_job_failed, update=self._on_update)
 
     @Slot()
     def cancel(self) -> None:
@@ -306,12 +276,28 @@ class AnnotateDialog(QDialog):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(folder).resolve())))
 
     @Slot(object)
+    def _on_update(self, update) -> None:
+        if self._closed:
+            return
+        if isinstance(update, tuple) and update[0] == "prepared":
+            self._on_prepared(update[1])
+        else:
+            self._on_progress(update)
+
+    @Slot(str)
+    def _on_job_failed(self, message: str) -> None:
+        if self._closed:
+            return
+        if self.worker is not None and self.worker.cancelled:
+            self._on_cancelled()
+        else:
+            self._on_failed(message)
+
     def _on_prepared(self, job) -> None:
         self.progress_bar.setRange(0, len(job.indices))
         self.progress_bar.setValue(0)
         self.status_label.setText(f"{len(job.indices)} frames with {job.segmenter.name}…")
 
-    @Slot(object)
     def _on_progress(self, p: ann.Progress) -> None:
         if self.progress_bar.maximum() != p.total:
             self.progress_bar.setRange(0, p.total)
@@ -324,6 +310,8 @@ class AnnotateDialog(QDialog):
 
     @Slot(object)
     def _on_succeeded(self, result: ann.AnnotateResult) -> None:
+        if self._closed:
+            return
         self.result = result
         self.progress_bar.setRange(0, max(result.frames, 1))
         self.progress_bar.setValue(result.frames)
@@ -340,7 +328,6 @@ class AnnotateDialog(QDialog):
         self.open_button.setFocus()
         self._finish("done")
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.error = message
         self._show_error(message)
@@ -349,7 +336,6 @@ class AnnotateDialog(QDialog):
         if out and (Path(out) / ann.JOB_FILE).is_file() and not self.overwrite_check.isChecked():
             self.resume_check.setChecked(True)  # finished frames were kept: Start continues them
 
-    @Slot()
     def _on_cancelled(self) -> None:
         self.status_label.setText("Cancelled. Finished frames are kept: press Start to continue where it stopped.")
         self.progress_bar.setRange(0, max(self.progress_bar.maximum(), 1))
@@ -357,8 +343,7 @@ class AnnotateDialog(QDialog):
 
     def _finish(self, state: str) -> None:
         if self.worker is not None:
-            self.worker.wait()
-            self.worker.deleteLater()
+            self.worker.done.wait(5.0)  # its last signal was just delivered: it is ending now
             self.worker = None
         self.state = state
         self._set_inputs_enabled(True)
@@ -379,9 +364,10 @@ class AnnotateDialog(QDialog):
 
     # ---- closing -------------------------------------------------------------------------------
     def _stop_worker(self) -> None:
-        if self.worker is not None and self.worker.isRunning():
+        self._closed = True  # signals still queued from the job are ignored from now on
+        if self.worker is not None and not self.worker.done.is_set():
             self.worker.cancel()
-            self.worker.wait()
+            self.worker.done.wait()
 
     def reject(self) -> None:
         self._stop_worker()

@@ -18,6 +18,7 @@ from engine.errors import StudioError
 
 class JobSignals(QObject):
     progress = Signal(int, int)  # done, total (total 0: unknown)
+    update = Signal(object)  # a richer progress value of the job's own type (e.g. annotate's Progress)
     finished = Signal(object)  # the function's result (never None: see Job.run)
     failed = Signal(str)  # one line for the user
 
@@ -49,6 +50,10 @@ class Job(QRunnable):
             self._last_report = now
             self._emit(self.signals.progress, int(done), int(total or 0))
 
+    def update(self, value: object) -> None:
+        """Any progress object, every time (the receiver decides what to show)."""
+        self._emit(self.signals.update, value)
+
     def run(self) -> None:
         try:
             result = self.fn(self)
@@ -78,9 +83,15 @@ class JobRunner(QObject):
         self.pool.setMaxThreadCount(threads)
         self.jobs: list[Job] = []
 
-    def start(self, name: str, fn: Callable[[Job], object]) -> Job:
+    def start(self, name: str, fn: Callable[[Job], object], finished: Callable | None = None,
+              failed: Callable | None = None, progress: Callable | None = None, update: Callable | None = None) -> Job:
+        """Run ``fn`` in the pool; the receivers are connected before it starts (a fast job loses nothing)."""
         self.jobs = [j for j in self.jobs if not j.done.is_set()]
         job = Job(name, fn)
+        for signal, slot in ((job.signals.finished, finished), (job.signals.failed, failed),
+                             (job.signals.progress, progress), (job.signals.update, update)):
+            if slot is not None:
+                signal.connect(slot)
         self.jobs.append(job)
         self.pool.start(job)
         return job

@@ -181,10 +181,10 @@ class ModelsDialog(QDialog):
 
     def measure(self, entry: ModelEntry) -> None:
         self._measuring.add(entry.name)
-        job = self.runner.start(f"measuring {entry.name}",
-                                lambda j: tasks.measure_speed(self.models_dir, entry.name, cancel=j.cancel_event))
-        job.signals.finished.connect(lambda ms, e=entry: self._on_measured(e, ms))
-        job.signals.failed.connect(lambda msg, e=entry: self._on_measured(e, None, msg))
+        self.runner.start(f"measuring {entry.name}",
+                          lambda j: tasks.measure_speed(self.models_dir, entry.name, cancel=j.cancel_event),
+                          finished=lambda ms, e=entry: self._on_measured(e, ms),
+                          failed=lambda msg, e=entry: self._on_measured(e, None, msg))
 
     def _on_measured(self, entry: ModelEntry, ms, message: str = "") -> None:
         if self._closed:
@@ -249,11 +249,10 @@ class ModelsDialog(QDialog):
         bar.setVisible(True)
         status.setText(start_text)
         self._set_busy(True)
-        job = self.runner.start(what, fn)
+        job = self.runner.start(what, fn, progress=lambda done, total: self._on_progress(bar, done, total),
+                                finished=lambda entry: self._on_job_done(bar, status, entry, ""),
+                                failed=lambda message: self._on_job_done(bar, status, None, message))
         self._busy_job = job
-        job.signals.progress.connect(lambda done, total: self._on_progress(bar, done, total))
-        job.signals.finished.connect(lambda entry: self._on_job_done(bar, status, entry, ""))
-        job.signals.failed.connect(lambda message: self._on_job_done(bar, status, None, message))
         return job
 
     def _on_progress(self, bar: QProgressBar, done: int, total: int) -> None:
