@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
     parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (default: the remembered one, dark)")
+    parser.add_argument("--fullscreen", action="store_true", help="start in full screen (F or Esc leaves it)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
     parser.add_argument("--benchmark-frames", type=int, metavar="N",
                         help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
@@ -99,6 +100,8 @@ def launch(argv: list[str]) -> int:
 
         runner = ScreenshotRun(window, Path(args.screenshot), args.screenshot_after, has_source=args.source is not None)
     window.show()
+    if args.fullscreen:
+        window.set_fullscreen_on_start()
     # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
     signal.signal(signal.SIGINT, lambda *_: window.close())
     heartbeat = QTimer()
