@@ -71,7 +71,7 @@ class Menus(QObject):
         view_menu = bar.addMenu("&View")
         self.fullscreen = self._add(view_menu, "Full screen", None, "F", checkable=True)
         self.fullscreen.toggled.connect(w.set_fullscreen)
-        self._hidden("Leave full screen", lambda: self.fullscreen.setChecked(False), "Escape")
+        self.leave_fullscreen = self._hidden("Leave full screen", lambda: self.fullscreen.setChecked(False), "Escape")
         self.legend_overlay = self._add(view_menu, "Legend on the video", None, "L", checkable=True)
         self.legend_overlay.toggled.connect(w.set_legend_overlay)
         self._add(view_menu, "Mask only", w.display_panel.toggle_mask_only, "M")
