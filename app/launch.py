@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of playback before the screenshot (default 3)")
     parser.add_argument("--window-size", default="1440x900", metavar="WxH",
                         help="window size for --screenshot and --benchmark-frames (default 1440x900)")
+    parser.add_argument("--compare", metavar="MODEL:SCALE,...",
+                        help="open the compare view: 2 to 4 panes, e.g. tiny:half,tiny:full,base:full")
     return parser
 
 
@@ -41,6 +43,10 @@ def _window_size(text: str) -> tuple[int, int]:
 def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.compare is not None:
+        from .compare_launch import launch_compare
+
+        return launch_compare(args, _window_size(args.window_size))
     measuring = args.benchmark_frames is not None or args.screenshot is not None
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)

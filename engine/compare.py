@@ -137,9 +137,11 @@ class AgreementMeter:
         self._recent: deque[np.ndarray] = deque(maxlen=window) if window else deque()
         self._sum = np.zeros((num_classes, num_classes), np.int64)
         self._window = window
+        self.last = np.zeros_like(self._sum)  # the newest frame's matrix alone
 
     def add(self, reference: np.ndarray, labels: np.ndarray) -> None:
         m = confusion(reference, labels, self.num_classes)
+        self.last = m
         if self._window and len(self._recent) == self._window:
             self._sum -= self._recent[0]
         self._recent.append(m)
@@ -152,6 +154,10 @@ class AgreementMeter:
     @property
     def miou_pct(self) -> float:
         return miou_pct(self._sum)
+
+    @property
+    def last_agreement_pct(self) -> float:
+        return agreement_pct(self.last)
 
     @property
     def frames(self) -> int:
@@ -202,12 +208,13 @@ class PaneSet:
 
     Segmenters are loaded once per model and shared between its scales (sessions are thread-safe).
     With ``strict`` a model that cannot load raises; without it the pane keeps the error and the
-    others go on (the app shows a banner in that pane).
+    others go on (the app shows a banner in that pane). ``errors[i]`` marks pane i failed up front
+    (e.g. its spec did not parse), so a window keeps its layout.
     """
 
     def __init__(self, specs: list[PaneSpec], models_dir: Path | str | None = None, strict: bool = True,
                  threads: int | None = None, agreement_window: int | None = 30, ms_window: int = 30,
-                 loader: Callable[..., object] | None = None):
+                 loader: Callable[..., object] | None = None, errors: list[str] | None = None):
         from .segmenter import Segmenter
 
         if not specs:
@@ -215,7 +222,10 @@ class PaneSet:
         load = loader or Segmenter.load
         self.panes = [PaneState(s, ms=MsWindow(ms_window)) for s in specs]
         cache: dict[str, object] = {}
-        for pane in self.panes:
+        for pane, error in zip(self.panes, errors or [""] * len(self.panes)):
+            if error:
+                pane.error = error
+                continue
             try:
                 if pane.spec.model not in cache:
                     cache[pane.spec.model] = load(pane.spec.model, models_dir, threads=threads)
