@@ -289,3 +289,19 @@ class CompareWindow(QMainWindow):
             worker.stop()
         self._old_workers.clear()
         super().closeEvent(event)
+
+
+def open_compare(parent: QWidget | None, source=None, models_dir: Path | str | None = None,
+                 panes: str = DEFAULT_PANES) -> CompareWindow:
+    """Open the compare view as its own window (what the main window's menu action calls).
+
+    ``source``: the main window's SourceInfo, a path/camera spec, or None (the user opens a video
+    there). Default panes: Tiny half, Tiny full, Base full. The window deletes itself when closed.
+    """
+    spec = getattr(source, "spec", source)
+    window = CompareWindow(panes, models_dir=models_dir, source=None if spec is None else str(spec), parent=parent)
+    window.setWindowFlag(Qt.WindowType.Window, True)
+    window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    window.resize(1440, 900)
+    window.show()
+    return window

@@ -114,3 +114,40 @@ def test_benchmark_with_a_bad_pane_exits_2(tmp_path, videos):
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "sideways" in proc.stderr
+
+
+def test_opened_from_the_menu_with_default_panes(qtbot, videos):
+    from app.compare_window import open_compare
+
+    window = open_compare(None, str(videos / INDOOR))
+    qtbot.addWidget(window)
+    try:
+        assert [v.title for v in window.pane_views] == ["camvid-tiny half", "camvid-tiny full", "camvid-base full"]
+        qtbot.waitUntil(lambda: window.last_set is not None, timeout=60000)
+    finally:
+        window.close()
+
+
+def test_live_source_panes_skip_together_to_the_newest_frame(qtbot, make_compare, videos):
+    """A camera does not wait: frames that arrive during a set are skipped by every pane alike."""
+    import time
+
+    from engine.sources import VideoFileSource
+
+    class FakeCamera(VideoFileSource):
+        kind, is_live = "camera", True
+
+        def read(self):
+            time.sleep(1 / 60)  # a 60 fps camera
+            frame = super().read()
+            if frame is None:
+                self.seek(0)
+                frame = super().read()
+            return frame
+
+    window, sets = make_compare("tiny:full,base:full", videos / INDOOR, opener=FakeCamera)
+    qtbot.waitUntil(lambda: len(sets) >= 4 and sets[-1].panes[0].skipped > 0, timeout=60000)
+    for compare_set in sets:
+        assert len({p.frame_index for p in compare_set.panes}) == 1
+    last = sets[-1].panes
+    assert last[0].skipped == last[1].skipped > 0
