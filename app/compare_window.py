@@ -91,9 +91,15 @@ class CompareWindow(QMainWindow):
         self.grid = QGridLayout(self.grid_page)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(4)
+        for i in range(2):  # equal cells, whatever each widget would like
+            self.grid.setColumnStretch(i, 1)
+            self.grid.setRowStretch(i, 1)
+        self.swipe_page = QWidget(self)
+        self._swipe_page_layout = QVBoxLayout(self.swipe_page)
+        self._swipe_page_layout.setContentsMargins(0, 0, 0, 0)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.grid_page)
-        self.stack.addWidget(self.swipe)
+        self.stack.addWidget(self.swipe_page)
         side = QWidget(self)
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 0)
@@ -132,10 +138,12 @@ class CompareWindow(QMainWindow):
         self.spec_edit.returnPressed.connect(lambda: self._apply_panes(self.spec_edit.text()))
         apply_button = QPushButton("Apply", self)
         apply_button.clicked.connect(lambda: self._apply_panes(self.spec_edit.text()))
-        self.swipe_check = QCheckBox("Swipe", self)
-        self.swipe_check.setToolTip("Two panes of the same frame under a draggable divider")
+        self.swipe_check = QCheckBox("Large swipe", self)
+        self.swipe_check.setToolTip("Two panes of the same frame under a draggable divider, over the whole area")
         self.swipe_check.toggled.connect(self._set_swipe)
         self.swipe_left, self.swipe_right = QComboBox(self), QComboBox(self)
+        for combo in (self.swipe_left, self.swipe_right):
+            combo.currentIndexChanged.connect(self._refresh_swipe)
         for widget in (open_button, QLabel("Panes:", self), self.spec_edit, apply_button, self.swipe_check,
                        self.swipe_left, QLabel("vs", self), self.swipe_right):
             self._controls.addWidget(widget)
@@ -151,9 +159,11 @@ class CompareWindow(QMainWindow):
             view.deleteLater()
         self.pane_views = [PaneView(s.label, self.grid_page) for s in specs]
         for i, view in enumerate(self.pane_views):
-            self.grid.addWidget(view, i // 2, i % 2) if len(specs) > 2 else self.grid.addWidget(view, i, 0)
+            row, col = (i // 2, i % 2) if len(specs) > 2 else (i, 0)
+            self.grid.addWidget(view, row, col)
             if errors[i]:
                 view.set_error(errors[i])
+        self._place_swipe()
         self.spec_edit.setText(",".join(f"{s.model}:{s.scale}" for s in specs))
         for combo, default in ((self.swipe_left, 0), (self.swipe_right, 1)):
             combo.blockSignals(True)
@@ -226,8 +236,27 @@ class CompareWindow(QMainWindow):
         self._update_render_size()
         self.set_shown.emit(compare_set)
 
+    def _place_swipe(self) -> None:
+        """The swipe view fills the grid's free cell (3 panes), or the whole area when Swipe is on."""
+        if self.swipe_check.isChecked():
+            self._swipe_page_layout.addWidget(self.swipe)
+            self.swipe.show()
+            self.stack.setCurrentWidget(self.swipe_page)
+            return
+        self.stack.setCurrentWidget(self.grid_page)
+        if len(self.pane_views) == 3:
+            self.grid.addWidget(self.swipe, 1, 1)
+            self.swipe.show()
+        else:
+            self.grid.removeWidget(self.swipe)
+            self._swipe_page_layout.addWidget(self.swipe)
+
+    def _refresh_swipe(self, _index: int = 0) -> None:
+        if self.last_set is not None:
+            self._update_swipe(self.last_set)
+
     def _update_swipe(self, compare_set: CompareSet) -> None:
-        if not self.swipe_check.isChecked():
+        if not self.swipe.isVisible():
             return
         a = compare_set.panes[max(0, self.swipe_left.currentIndex())]
         b = compare_set.panes[max(0, self.swipe_right.currentIndex())]
@@ -251,8 +280,8 @@ class CompareWindow(QMainWindow):
                 "model's full-scale manifest accuracy.</p>")
         return f"<table cellspacing=4>{head}{''.join(body)}</table>{note}"
 
-    def _set_swipe(self, on: bool) -> None:
-        self.stack.setCurrentIndex(1 if on else 0)
+    def _set_swipe(self, on: bool) -> None:  # noqa: ARG002 - the check box's state is read in _place_swipe
+        self._place_swipe()
         if self.last_set is not None:
             self._update_swipe(self.last_set)
         self._update_render_size()
@@ -262,7 +291,7 @@ class CompareWindow(QMainWindow):
         if self.worker is None:
             return
         ratio = self.devicePixelRatioF()
-        views = [self.swipe] if self.swipe_check.isChecked() else self.pane_views
+        views = [self.swipe] if self.swipe_check.isChecked() else self.pane_views + [self.swipe] * self.swipe.isVisible()
         w = max((v.width() for v in views), default=640)
         h = max((v.height() for v in views), default=360)
         self.worker.set_render_size(int(w * ratio), int(h * ratio))

@@ -142,7 +142,7 @@ class SwipeView(QWidget):
         return fit_rect(image.size(), self.rect()) if image is not None else QRect()
 
     def sizeHint(self) -> QSize:
-        return QSize(960, 540)
+        return QSize(480, 270)  # like a pane: it may share the grid with them
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: ARG002
         painter = QPainter(self)

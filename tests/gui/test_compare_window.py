@@ -48,6 +48,8 @@ def test_every_pane_shows_the_same_frame_and_itself_agrees_100(qtbot, make_compa
     assert all(p.ms > 0 and p.fps > 0 for p in last.panes)
     # one chart point per (model, scale): the twin pane shares the first point
     assert sorted(p.label for p in window.chart.points) == ["camvid-tiny full", "camvid-tiny half"]
+    # with three panes the swipe view fills the free grid cell, showing the same frame
+    assert window.swipe.isVisible() and window.swipe.frame_indices[0] == window.swipe.frame_indices[1] >= 0
     assert all(p.miou_pct and 50 < p.miou_pct < 80 for p in window.chart.points)
     qtbot.waitUntil(lambda: all(v.paint_count > 0 for v in window.pane_views), timeout=10000)
 
@@ -61,7 +63,7 @@ def test_chart_gets_a_point_per_pane_and_swipe_shows_one_frame(qtbot, make_compa
     assert points["camvid-base half"].miou_pct > points["camvid-tiny half"].miou_pct
     window.swipe_right.setCurrentIndex(2)
     window.swipe_check.setChecked(True)
-    assert window.stack.currentWidget() is window.swipe
+    assert window.stack.currentWidget() is window.swipe_page and window.swipe.isVisible()
     count = len(sets)
     qtbot.waitUntil(lambda: len(sets) > count + 1, timeout=60000)
     a, b = window.swipe.frame_indices
