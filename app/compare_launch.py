@@ -84,7 +84,8 @@ class CompareBenchmarkRun(CompareScriptedRun):
             if pane.image is not None:
                 self._shown_per_pane[i] += 1
                 self._ms[i].append(pane.ms)
-                self._agree[i].append(100.0 if pane.is_reference else pane.frame_agreement_pct)
+                if pane.comparable:
+                    self._agree[i].append(100.0 if pane.is_reference else pane.frame_agreement_pct)
         if self._shown >= self.frames:
             self._finish(compare_set)
 

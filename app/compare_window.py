@@ -59,7 +59,9 @@ def pane_lines(pane: PaneFrame) -> list[str]:
     """The numbers drawn on a pane: short, so they fit a quarter of the window."""
     head = f"{pane.spec.label}" + ("  (reference)" if pane.is_reference else "")
     lines = [head, f"frame {pane.frame_index} · {pane.ms_median:.1f} ms · {pane.fps:.1f} fps"]
-    if not pane.is_reference:
+    if not pane.comparable:
+        lines.append("agreement n/a (other classes)")
+    elif not pane.is_reference:
         lines.append(f"agree {pane.agreement_pct:.1f} % · mIoU {pane.miou_pct:.1f} %")
     lines.append(f"skipped {pane.skipped}")
     return lines
@@ -271,8 +273,8 @@ class CompareWindow(QMainWindow):
             if p.error:
                 body.append(f"<tr><td>{p.spec.label}</td><td colspan=5 style='color:#e66'>failed</td></tr>")
                 continue
-            agree = "ref" if p.is_reference else f"{p.agreement_pct:.1f}"
-            miou = "ref" if p.is_reference else f"{p.miou_pct:.1f}"
+            agree = "ref" if p.is_reference else f"{p.agreement_pct:.1f}" if p.comparable else "n/a"
+            miou = "ref" if p.is_reference else f"{p.miou_pct:.1f}" if p.comparable else "n/a"
             body.append(f"<tr><td>{p.spec.label}</td><td align=right>{p.ms_median:.1f}</td><td align=right>{p.fps:.1f}</td>"
                         f"<td align=right>{agree}</td><td align=right>{miou}</td><td align=right>{p.skipped}</td></tr>")
         note = ("<p style='color:#999'>ms: median of the last 30 frames; fps: that model alone. Agreement and mIoU: "

@@ -46,6 +46,7 @@ class PaneFrame:
     accuracy_miou: float | None = None  # manifest, 0..1
     accuracy_scale: str = ""  # scale the manifest's accuracy was measured at
     is_reference: bool = False
+    comparable: bool = True  # same classes as the reference (else agreement means nothing)
 
 
 @dataclass
@@ -184,7 +185,8 @@ class CompareWorker(QObject):
                 frame_agreement_pct=meter.last_agreement_pct if meter and meter.frames else 0.0,
                 skipped=self._skipped[i], error=pane.error,
                 accuracy_miou=float(acc["miou"]) if acc and "miou" in acc else None,
-                accuracy_scale=str(acc.get("scale", "full")) if acc else "", is_reference=pane is ref))
+                accuracy_scale=str(acc.get("scale", "full")) if acc else "", is_reference=pane is ref,
+                comparable=self.panes.comparable(pane)))
         done = CompareSet(frame_index=frame.index, panes=frames, source=info, set_ms=set_ms,
                           sets_fps=self._rate.rate(), frame_hw=frame.image.shape[:2])
         with self._lock:

@@ -244,6 +244,12 @@ class PaneSet:
         """The first pane whose model works: what the others are compared against."""
         return next((p for p in self.panes if p.segmenter is not None and not p.error), None)
 
+    def comparable(self, pane: PaneState) -> bool:
+        """Agreement means something only between models with the same classes (same dataset)."""
+        ref = self.reference
+        return (ref is not None and pane.agreement is not None and pane.entry is not None
+                and ref.entry is not None and list(pane.entry.classes) == list(ref.entry.classes))
+
     def warm_up(self, frame_bgr: np.ndarray) -> None:
         """One untimed run per pane: the first run of a session allocates and is not representative."""
         for pane in self.panes:
@@ -281,7 +287,7 @@ class PaneSet:
             pane.frames += 1
             pane.ms.add(result.inference_ms)
             pane.all_ms.append(result.inference_ms)
-            if ref is not None and pane.agreement is not None and result.labels.shape == ref.labels.shape:
+            if ref is not None and self.comparable(pane) and result.labels.shape == ref.labels.shape:
                 pane.agreement.add(ref.labels, result.labels)
 
 

@@ -120,8 +120,9 @@ def report_rows(panes) -> list[dict]:
             "scale": pane.spec.scale,
             "ms_median": round(ms, 2),
             "fps": round(1000.0 / ms, 2) if ms > 0 else 0.0,
-            "agreement_pct": round(pane.agreement.agreement_pct, 2) if pane.agreement else 0.0,
-            "miou_vs_ref": round(pane.agreement.miou_pct, 2) if pane.agreement else 0.0,
+            # null when the pane cannot be compared (another dataset's classes)
+            "agreement_pct": round(pane.agreement.agreement_pct, 2) if panes.comparable(pane) else None,
+            "miou_vs_ref": round(pane.agreement.miou_pct, 2) if panes.comparable(pane) else None,
             "frames": pane.frames,
             "input_hw": list(pane.last.input_hw) if pane.last is not None else [0, 0],
         })
@@ -136,8 +137,10 @@ def format_table(rows: list[dict], frames: int, panes) -> str:
     for i, r in enumerate(rows):
         ref = "  (reference)" if i == 0 else ""
         size = f"{r['input_hw'][1]}x{r['input_hw'][0]}"
+        agree = "n/a" if r["agreement_pct"] is None else f"{r['agreement_pct']:.2f}"
+        miou = "n/a" if r["miou_vs_ref"] is None else f"{r['miou_vs_ref']:.2f}"
         lines.append(f"{r['model']:<16} {r['scale']:<6} {size:>9} {r['ms_median']:>11.1f} {r['fps']:>7.1f} "
-                     f"{r['agreement_pct']:>8.2f} {r['miou_vs_ref']:>14.2f}{ref}")
+                     f"{agree:>8} {miou:>14}{ref}")
     total = statistics.median(panes.all_frame_ms) if panes.all_frame_ms else 0.0
     lines.append(f"{frames} frames; all panes together: {total:.1f} ms per frame (median), "
                  f"sum of pane medians {sum(r['ms_median'] for r in rows):.1f} ms")
