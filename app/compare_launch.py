@@ -112,6 +112,8 @@ class CompareBenchmarkRun(CompareScriptedRun):
             "elapsed_s": round(elapsed, 3),
             "sets_fps": round((self._shown - 1) / elapsed, 2) if elapsed > 0 and self._shown > 1 else 0.0,
             "ui_stall_max_ms": round(self.meter.worst_stall_ms, 1),
+            "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
+            "ui_tick_interval_ms": self.meter.interval_ms,
         }
         print(json.dumps(report), file=self.out, flush=True)
         self._quit(0)

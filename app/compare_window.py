@@ -213,8 +213,7 @@ class CompareWindow(QMainWindow):
             self.pane_views[index].set_error(message)
 
     def _on_set_ready(self) -> None:
-        worker = self.sender()
-        if worker is not self.worker:
+        if self.worker is None:
             return
         compare_set = self.worker.take_set()
         if compare_set is None:
@@ -306,6 +305,8 @@ class CompareWindow(QMainWindow):
     def _stop_worker(self) -> None:
         """Ask the worker to stop without waiting on the UI thread; closeEvent joins it."""
         if self.worker is not None:
+            self.worker.set_ready.disconnect(self._on_set_ready)  # a stopping worker's last set is stale
+            self.worker.pane_failed.disconnect(self._on_pane_failed)
             self.worker.request_stop()
             self._old_workers.append(self.worker)
             self.worker = None

@@ -110,6 +110,14 @@ def confusion(reference: np.ndarray, labels: np.ndarray, num_classes: int) -> np
     if reference.shape != labels.shape:
         raise ValueError(f"label maps differ in size: {reference.shape} vs {labels.shape}")
     c = int(num_classes)
+    if c * c <= 256 and reference.dtype == np.uint8 and labels.dtype == np.uint8 and reference.size < (1 << 24):
+        # OpenCV path (CamVid: 11 classes): the pair code ref*C+label fits a byte; these calls release
+        # the GIL, so the compare worker does not stall the UI thread (numpy's bincount holds it).
+        ref8 = cv2.min(np.ascontiguousarray(reference), c - 1)
+        lab8 = cv2.min(np.ascontiguousarray(labels), c - 1)
+        codes = cv2.scaleAdd(ref8, float(c), lab8)
+        hist = cv2.calcHist([codes], [0], None, [256], [0, 256]).reshape(-1)[: c * c]
+        return np.rint(hist).astype(np.int64).reshape(c, c)
     ref = np.minimum(reference.reshape(-1), c - 1).astype(np.int32)
     lab = np.minimum(labels.reshape(-1), c - 1).astype(np.int32)
     return np.bincount(ref * c + lab, minlength=c * c).reshape(c, c).astype(np.int64)

@@ -65,6 +65,11 @@ def test_agreement_and_miou_against_a_reference():
     assert agreement_pct(m) == pytest.approx(75.0)
     # IoU: class 0 = 1, class 1 = 4/8, class 2 = 0/4 -> mean 0.5
     assert miou_pct(m) == pytest.approx(50.0)
+    # the OpenCV path (uint8, few classes) counts exactly like the numpy one
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 12, (54, 96), dtype=np.uint8), rng.integers(0, 12, (54, 96), dtype=np.uint8)
+    assert (confusion(a, b, 12) == confusion(a.astype(np.int64), b.astype(np.int64), 12)).all()
+    assert confusion(a, b, 12).sum() == a.size
     meter = AgreementMeter(3, window=1)
     meter.add(ref, other)
     meter.add(ref, ref)  # the window holds only the newest frame
