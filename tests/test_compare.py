@@ -128,20 +128,17 @@ def test_three_panes_take_no_longer_than_the_models_one_after_another(videos):
     """CPU sharing: a frame through 3 panes costs about the sum of the three alone, never much more."""
     specs = [PaneSpec("camvid-tiny", "half"), PaneSpec("camvid-tiny", "full"), PaneSpec("camvid-small", "half")]
     cap = cv2.VideoCapture(str(videos / DASHCAM))
-    frames = [cap.read()[1] for _ in range(4)]
+    frames = [cap.read()[1] for _ in range(5)]
     cap.release()
     panes = PaneSet(specs)
     panes.warm_up(frames[0])
     alone = []
-    for pane in panes.panes:  # each model alone on the same frames
-        times = []
-        for f in frames:
-            times.append(pane.segmenter.segment(f, pane.spec.scale).inference_ms)
-        alone.append(sorted(times)[len(times) // 2])
-    for f in frames:
+    for f in frames:  # interleaved, so a busy machine slows both measurements alike
+        alone.append(sum(p.segmenter.segment(f, p.spec.scale).inference_ms for p in panes.panes))
         panes.segment(f)
+    alone_ms = sorted(alone)[len(alone) // 2]
     together = panes.frame_ms.median
-    assert together <= 1.5 * sum(alone) + 10.0, (together, alone)
+    assert together <= 1.5 * alone_ms + 10.0, (together, alone)
 
 
 @pytest.mark.shared
