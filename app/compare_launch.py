@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import sys
 import time
@@ -187,7 +188,14 @@ def launch_compare(args: argparse.Namespace, window_size: tuple[int, int]) -> in
     elif args.screenshot is not None:
         runner = CompareScreenshotRun(window, Path(args.screenshot), args.screenshot_after)
     window.show()
+    # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.start(250)
+    heartbeat.timeout.connect(lambda: None)
     code = app.exec()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    heartbeat.stop()
     window.close()
     app.processEvents()  # delete the window while Python is fully alive (see launch.py)
     window.deleteLater()
