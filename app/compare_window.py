@@ -18,7 +18,7 @@ from engine.registry import Registry
 from engine.sources import open_source
 
 from .compare_worker import CompareSet, CompareWorker, PaneFrame
-from .error_banner import MessageBanner
+from .error_banner import BannerStack
 from .swipe_view import PaneView, SwipeView
 from .tradeoff_chart import TradeoffChart
 
@@ -79,7 +79,7 @@ class CompareWindow(QMainWindow):
         self.last_set: CompareSet | None = None
         self.sets_shown = 0
         self._old_workers: list[CompareWorker] = []
-        self.banner = MessageBanner(self)
+        self.banner = BannerStack(self)
         self.status = QLabel("no source: open a video", self)
         self.chart = TradeoffChart(self)
         self.swipe = SwipeView(self)
@@ -178,7 +178,7 @@ class CompareWindow(QMainWindow):
         self.worker = CompareWorker(specs, self.models_dir, errors, opener=self._opener, parent=self)
         self.worker.set_ready.connect(self._on_set_ready)
         self.worker.pane_failed.connect(self._on_pane_failed)
-        self.worker.source_failed.connect(lambda msg: self.banner.show_message(msg))
+        self.worker.source_failed.connect(lambda msg: self.banner.show_message(msg, "source"))
         self.worker.source_opened.connect(self._on_source_opened)
         self.worker.set_realtime(self._realtime)
         self.worker.start()
@@ -189,8 +189,9 @@ class CompareWindow(QMainWindow):
     def _apply_panes(self, text: str) -> None:
         try:
             self.set_panes(text)
+            self.banner.clear("panes")
         except StudioError as exc:
-            self.banner.show_message(str(exc))
+            self.banner.show_message(str(exc), "panes")
 
     def open_source(self, spec: str) -> None:
         self.source_spec = str(spec)
@@ -205,7 +206,7 @@ class CompareWindow(QMainWindow):
 
     # -- updates (UI thread) ----------------------------------------------------------------------------
     def _on_source_opened(self, info) -> None:
-        self.banner.hide()
+        self.banner.clear("source")
         self.status.setText(f"{info.description}")
 
     def _on_pane_failed(self, index: int, message: str) -> None:
