@@ -325,12 +325,16 @@ class CompareWindow(QMainWindow):
 
 
 def open_compare(parent: QWidget | None, source=None, models_dir: Path | str | None = None,
-                 panes: str = DEFAULT_PANES) -> CompareWindow:
-    """Open the compare view as its own window (what the main window's menu action calls).
+                 panes: str = DEFAULT_PANES, pause=None) -> CompareWindow:
+    """Open the compare view as its own window (what the main window's View menu calls).
 
     ``source``: the main window's SourceInfo, a path/camera spec, or None (the user opens a video
-    there). Default panes: Tiny half, Tiny full, Base full. The window deletes itself when closed.
+    there). Default panes: Tiny half, Tiny full, Base full. ``pause``: a window whose playback
+    stops first (``set_playing(False)``), so it does not compete with the panes for the CPU.
+    The compare window deletes itself when closed.
     """
+    if pause is not None:
+        pause.set_playing(False)
     spec = getattr(source, "spec", source)
     window = CompareWindow(panes, models_dir=models_dir, source=None if spec is None else str(spec), parent=parent)
     window.setWindowFlag(Qt.WindowType.Window, True)

@@ -153,3 +153,22 @@ def test_live_source_panes_skip_together_to_the_newest_frame(qtbot, make_compare
         assert len({p.frame_index for p in compare_set.panes}) == 1
     last = sets[-1].panes
     assert last[0].skipped == last[1].skipped > 0
+
+
+def test_view_menu_opens_the_compare_view_on_the_same_video(qtbot, make_window, videos):
+    from app.compare_window import CompareWindow
+    from engine.registry import default_models_dir
+
+    window = make_window(default_models_dir(), source=str(videos / INDOOR), model="camvid-tiny")
+    qtbot.waitUntil(lambda: window.source_info is not None, timeout=30000)
+    action = next(a for a in window.actions() if a.text() == "Compare models…")
+    action.trigger()
+    compare = window.findChildren(CompareWindow)
+    assert len(compare) == 1 and compare[0].isVisible() and compare[0].isWindow()
+    try:
+        assert not window.playing  # the main view pauses so the panes get the CPU
+        assert [v.title for v in compare[0].pane_views] == ["camvid-tiny half", "camvid-tiny full", "camvid-base full"]
+        assert compare[0].source_spec == str(videos / INDOOR)
+        qtbot.waitUntil(lambda: compare[0].last_set is not None, timeout=60000)
+    finally:
+        compare[0].close()
