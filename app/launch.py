@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kiosk", action="store_true",
                         help="full screen, no window chrome, legend and FPS on the video; Esc or a long press quits")
     parser.add_argument("--fallback", metavar="VIDEO", help="--kiosk: video looped while the camera cannot be opened")
+    parser.add_argument("--compare", metavar="MODEL:SCALE,...",
+                        help="open the compare view: 2 to 4 panes, e.g. tiny:half,tiny:full,base:full")
     return parser
 
 
@@ -48,6 +50,10 @@ def _window_size(text: str) -> tuple[int, int]:
 def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.compare is not None:
+        from .compare_launch import launch_compare
+
+        return launch_compare(args, _window_size(args.window_size))
     measuring = args.benchmark_frames is not None or args.screenshot is not None
     if args.fallback and not args.kiosk:
         print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QMenu
 
 from engine.registry import ModelEntry
 
+from .compare_window import open_compare
 from .model_choice import VARIANT_KEYS
 from .source_panel import camera_tooltip
 
@@ -77,7 +78,7 @@ class Menus(QObject):
         self._add(view_menu, "Mask only", w.display_panel.toggle_mask_only, "M")
         self._add(view_menu, "Class boundaries", w.display_panel.toggle_boundaries, "B")
         self._add(view_menu, "Dark / light theme", w.display_panel.toggle_theme)
-        # TODO(coordinator): when h-compare's app/compare_window.py lands, add View > Compare… here.
+        self._add(view_menu, "Compare models…", lambda: open_compare(w, w.source_info, w.models_dir, pause=w))
 
         tools_menu = bar.addMenu("&Tools")
         self._add(tools_menu, "Annotate video…", w.open_annotate_dialog)
