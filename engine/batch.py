@@ -174,18 +174,19 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
         names = [names_by_input[str(v)] for v in videos]
     else:
         names = output_names(videos)
+    described = executor.describe()  # starts or joins Ray: its errors come before anything is written
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StudioError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    state = BatchState(out, opts, videos, names, executor.describe())
+    state = BatchState(out, opts, videos, names, described)
     if previous is not None:
         state.adopt(previous)
     state.save()
     job_options = {"model": opts.model, "models_dir": str(opts.models_dir) if opts.models_dir else None,
                    "scale": opts.scale, "every": int(opts.every), "start": opts.start, "end": opts.end,
                    "formats": ann.parse_formats(opts.formats), "opacity": float(opts.opacity),
-                   "threads": executor.describe().get("threads_per_worker")}
+                   "threads": described.get("threads_per_worker")}
     tasks = []
     for i, entry in enumerate(state.videos):
         if entry["status"] == "done":

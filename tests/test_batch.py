@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def test_batch_refuses_a_used_folder_and_other_settings_on_resume(tmp_path, clip
     proc = subprocess.run(cli_args(clips, "--model", MODEL, "--scale", SCALE, "--out", tmp_path / "o3", "--resume"),
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "other settings" in proc.stderr
+
+
+def test_ray_option_without_ray_is_one_line_and_writes_nothing(tmp_path):
+    """--ray where Ray is not installed (simulated: the import fails): exit 2, one line, no --out."""
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"not really a video")
+    code = ("import sys; sys.modules['ray'] = None; import main; "
+            f"sys.exit(main.main(['annotate', {str(video)!r}, '--model', {MODEL!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--ray']))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: Ray is not installed: pip install '.[ray]' (or: pip install ray)"]
+    assert not (tmp_path / "out").exists()
