@@ -16,6 +16,11 @@ import numpy as np
 
 from .errors import SourceError
 
+# Containers estimate their frame count (from duration x fps, or a header) and can over-count
+# by a frame or two; a video that ends further short than this is truncated or corrupt.
+DECODE_SLACK_FRAMES = 2
+DECODE_SLACK_FRACTION = 0.005
+
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -25,6 +30,24 @@ class Frame:
     image: np.ndarray  # BGR uint8
     index: int  # frame number in the source
     timestamp_s: float  # position in the video, or seconds since the camera opened
+
+
+def decode_shortfall(decoded: int, expected: int) -> bool:
+    """Whether a video that stopped after ``decoded`` frames ended short of the ``expected`` count.
+
+    The one test for "stopped decoding early or failed mid-stream", used by ``segment``,
+    ``annotate`` and the app. An unknown count (0) is never short.
+    """
+    if expected <= 0:
+        return False
+    slack = max(DECODE_SLACK_FRAMES, int(expected * DECODE_SLACK_FRACTION))
+    return decoded < expected - slack
+
+
+def check_decoded(name: str, decoded: int, expected: int) -> None:
+    """Raise SourceError ``NAME: decoded N of M frames ...`` when the video ended short."""
+    if decode_shortfall(decoded, expected):
+        raise SourceError(f"{name}: decoded {decoded} of {expected} frames; the video is truncated or corrupt")
 
 
 def _open_capture(target: str | int, error: str) -> tuple[cv2.VideoCapture, np.ndarray]:
@@ -98,6 +121,8 @@ class VideoFileSource(FrameSource):
             return frame
         ok, image = self._cap.read()
         if not ok or image is None:
+            # The end, or a decoder that gave up: short of the container's count is an error.
+            check_decoded(self.path.name, self._next_index, self.frame_count)
             return None
         frame = Frame(image, self._next_index, self._next_index / self.fps)
         self._next_index += 1
