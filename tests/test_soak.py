@@ -24,7 +24,6 @@ SOAK_S = float(os.environ.get("STUDIO_SOAK_SECONDS", "180"))  # shorter only for
 WARMUP_S = min(30.0, SOAK_S / 4)
 HEALTH_EVERY_S = 5.0
 RSS_GROWTH_MB = 50.0
-NONE_RISE_PER_FRAME = 10
 
 
 def _drift_limit(frames: int) -> int:
@@ -69,16 +68,10 @@ def test_three_minutes_of_playback_no_crash_no_leak(videos):
           f"refcount(True) {base['refcount_true']} -> {last['refcount_true']}, "
           f"refcount(None) {base['refcount_none']} -> {last['refcount_none']}")
     assert growth < RSS_GROWTH_MB, f"RSS grew {growth:.1f} MB after warm-up; {summary}"
-    # True: no drift either way (the largest excursion from the warm baseline, so a leak that
-    # later recovers is also seen).
-    drift = max(abs(s["refcount_true"] - base["refcount_true"]) for s in warm)
-    assert drift < _drift_limit(frames), f"refcount_true drifted by {drift} over {frames} frames; {summary}"
-    # None: a count that falls with the frames reaches zero and aborts (the 6.12.0 failure mode).
-    # On 6.11.3 the count *rises* by about 3 per segmented frame (references to None that are
-    # never released; harmless, it cannot reach zero; not from cv2, ORT, QImage or cross-thread
-    # signals, see docs/faults.md), so the rise is only bounded, at well above that rate.
-    fall = max(base["refcount_none"] - s["refcount_none"] for s in warm)
-    assert fall < _drift_limit(frames), f"refcount_none fell by {fall} over {frames} frames; {summary}"
-    rise = last["refcount_none"] - base["refcount_none"]
-    assert rise < NONE_RISE_PER_FRAME * frames + _drift_limit(frames), (
-        f"refcount_none rose by {rise} over {frames} frames; {summary}")
+    # No drift either way: the largest excursion from the warm baseline, so a leak that later
+    # recovers is also seen. (A falling count reaches zero and aborts, the 6.12.0 failure; a rising
+    # one is a leak: on 6.11.3 QTableWidgetItem.setToolTip/setTextAlignment leaked a reference to
+    # None per call, about 70 a second from the legend, until it switched to setData.)
+    for key in ("refcount_true", "refcount_none"):
+        drift = max(abs(s[key] - base[key]) for s in warm)
+        assert drift < _drift_limit(frames), f"{key} drifted by {drift} over {frames} frames; {summary}"
