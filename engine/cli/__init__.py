@@ -23,11 +23,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: main.py segment: ...``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def run_command(argv: list[str]) -> int:
     """Run ``argv[0]`` (a key of COMMANDS) with the remaining arguments."""
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(f".{COMMANDS[name][0]}", __package__)
-    parser = argparse.ArgumentParser(prog=f"main.py {name}", description=COMMANDS[name][1])
+    parser = OneLineParser(prog=f"main.py {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
