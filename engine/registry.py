@@ -38,10 +38,10 @@ def check_model_name(name: str) -> str:
 def _entry_problem(d: object) -> str | None:
     """Why a manifest entry cannot be used, or None."""
     if not isinstance(d, dict):
-        return "is not an object"
+        return "not an object"
     for key in ("name", "variant", "dataset", "onnx", "sha256", "classes", "palette"):
         if key not in d:
-            return f"has no {key!r} field"
+            return f"no {key!r} field"
     try:
         check_model_name(d["name"])
     except StudioError as exc:
@@ -147,7 +147,7 @@ class Registry:
             problem = _entry_problem(d)
             if problem:
                 label = repr(d["name"]) if isinstance(d, dict) and isinstance(d.get("name"), str) else f"#{i + 1}"
-                raise StudioError(f"{self.manifest_path}: model entry {label} {problem}")
+                raise StudioError(f"{self.manifest_path}: model entry {label}: {problem}")
         return models
 
     def entries(self) -> list[ModelEntry]:
