@@ -30,9 +30,12 @@ class LegendWidget(QTableWidget):
         if rows == self._shown:
             return
         self._shown = rows
-        self.setRowCount(len(rows))
+        if self.rowCount() < len(rows):  # rows only grow; surplus rows are hidden, not deleted
+            self.setRowCount(len(rows))
+        for row in range(self.rowCount()):
+            self.setRowHidden(row, row >= len(rows))
         # Items are created once per row and then only updated through setData: on a
-        # QTableWidgetItem, setToolTip/setTextAlignment (and replacing items) leak a reference to
+        # QTableWidgetItem, setToolTip/setTextAlignment (and deleting items) leak a reference to
         # None per call in PySide6 6.11 (about 70 a second here; found by tests/test_soak.py).
         display, decoration, tooltip = (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole,
                                         Qt.ItemDataRole.ToolTipRole)
@@ -50,6 +53,9 @@ class LegendWidget(QTableWidget):
             name_item.setData(decoration, self._icon(rgb))
             name_item.setData(tooltip, f"class {class_id}: {name}")
             pct_item.setData(display, f"{pct:.1f} %")
+
+    def visible_rows(self) -> int:
+        return len(self._shown)
 
     def names(self) -> list[str]:
         return [name for _, name, _ in self._shown]
