@@ -13,7 +13,9 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
+    from engine.cli import OneLineParser  # usage errors are one line, exit 2, like the commands
+
+    parser = OneLineParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
     parser.add_argument("--source", help="camera index (0, 1, ...) or a video/image file to open at start")
     parser.add_argument("--model", help="installed model name (default: last used, camvid-tiny, or the first)")
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")

@@ -19,7 +19,7 @@ from .errors import SourceError
 # Containers estimate their frame count (from duration x fps, or a header) and can over-count
 # by a frame or two; a video that ends further short than this is truncated or corrupt.
 DECODE_SLACK_FRAMES = 2
-DECODE_SLACK_FRACTION = 0.005
+DECODE_SLACK_FRACTION = 0.01
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}

@@ -446,3 +446,11 @@ def test_download_api_progress_and_cancel(work, server):
     path = download("tiny", work / "cache", progress=lambda d, t: seen.append((d, t)), base_url=server)
     assert path.read_bytes() == _Server.payload and not part.exists()
     assert seen[-1] == (len(_Server.payload), len(_Server.payload))
+
+
+def test_decode_shortfall_allows_only_a_small_tolerance():
+    from engine.sources import decode_shortfall
+
+    assert not decode_shortfall(219, 221) and decode_shortfall(218, 221)  # 2 frames of slack
+    assert not decode_shortfall(1381, 1394) and decode_shortfall(1380, 1394)  # 1 % of a long video
+    assert not decode_shortfall(5, 0)  # unknown count (cameras, some streams)
