@@ -44,7 +44,8 @@ class BenchmarkRun(ScriptedRun):
                  min_seconds: float = 0.0, health_every_s: float = 0.0):
         self.frames, self.out = max(1, frames), out
         self.min_seconds = max(0.0, min_seconds)
-        timeout_s = max(timeout_s, self.min_seconds + 300.0)
+        # Long runs may take longer: allow 5 frames a second (2500 frames of a 10 fps clip = 250 s).
+        timeout_s = max(timeout_s, self.min_seconds + 300.0, self.frames / 5.0)
         super().__init__(window, timeout_s, lambda: self._fail(f"no {self.frames} segmented frames within {timeout_s:.0f} s"))
         self._health = QTimer(self)
         self._health.setInterval(int(health_every_s * 1000))
