@@ -225,3 +225,78 @@ def list_cameras(max_index: int = 5) -> list[int]:
         finally:
             cap.release()
     return found
+
+
+# --------------------------------------------------------------------------------------------
+# Selected frames of a video file, for jobs that read a subset in order (annotate)
+# --------------------------------------------------------------------------------------------
+SEEK_AHEAD = 100  # frames: a jump further than this seeks instead of decoding every frame between
+# A container's frame count can be an estimate; a stream this many frames short at the very end is
+# accepted (the missing frames do not exist), anything shorter is a truncated file.
+FRAME_COUNT_SLACK = 2
+
+
+def open_video_capture(path: str | Path, single_thread: bool = False) -> cv2.VideoCapture:
+    """A capture of a video file; ``single_thread`` asks FFmpeg for one decoder thread.
+
+    A job with its own reader, inference and writer threads runs faster on a small machine when
+    the decoder does not start threads of its own that compete with inference (measured: less
+    CPU per frame). Falls back to OpenCV's default backend when FFmpeg cannot open the file.
+    """
+    if single_thread:
+        cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+        if cap.isOpened():
+            return cap
+        cap.release()
+    return cv2.VideoCapture(str(path))
+
+
+class SelectedFrames:
+    """Frames of a video file by increasing index: near ones are decoded, far ones seeked to.
+
+    ``frame(index)`` returns the BGR image or None when the stream ends before ``index``; indices
+    must not go backwards. Use :class:`VideoFileSource` first to check the file and read its size.
+    """
+
+    def __init__(self, path: str | Path, single_thread: bool = True, seek_ahead: int | None = SEEK_AHEAD):
+        self.path = Path(path)
+        self._cap = open_video_capture(self.path, single_thread)
+        self._seek_ahead = seek_ahead
+        self._pos = 0  # index of the frame the next grab() returns
+
+    def frame(self, index: int) -> np.ndarray | None:
+        cap = self._cap
+        if self._seek_ahead is not None and index - self._pos > self._seek_ahead:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self._pos = index
+        while self._pos < index:
+            if not cap.grab():
+                return None
+            self._pos += 1
+        if not cap.grab():
+            return None
+        image = cap.retrieve()[1]
+        if image is None:
+            return None
+        self._pos += 1
+        return image
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "SelectedFrames":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def frame_is_readable(path: str | Path, index: int) -> bool:
+    """True when frame ``index`` decodes: a truncated file often still opens and reports its full length."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if index > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        return bool(cap.read()[0])
+    finally:
+        cap.release()
