@@ -16,11 +16,6 @@ import numpy as np
 
 from .errors import SourceError
 
-# Containers estimate their frame count (from duration x fps, or a header) and can over-count
-# by a frame or two; a video that ends further short than this is truncated or corrupt.
-DECODE_SLACK_FRAMES = 2
-DECODE_SLACK_FRACTION = 0.01
-
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 
@@ -40,7 +35,7 @@ def decode_shortfall(decoded: int, expected: int) -> bool:
     """
     if expected <= 0:
         return False
-    slack = max(DECODE_SLACK_FRAMES, int(expected * DECODE_SLACK_FRACTION))
+    slack = max(FRAME_COUNT_SLACK, int(expected * DECODE_SLACK_FRACTION))
     return decoded < expected - slack
 
 
@@ -234,6 +229,8 @@ SEEK_AHEAD = 100  # frames: a jump further than this seeks instead of decoding e
 # A container's frame count can be an estimate; a stream this many frames short at the very end is
 # accepted (the missing frames do not exist), anything shorter is a truncated file.
 FRAME_COUNT_SLACK = 2
+# Estimated counts (duration x fps) of long videos can be off by more than two frames.
+DECODE_SLACK_FRACTION = 0.01
 
 
 def open_video_capture(path: str | Path, single_thread: bool = False) -> cv2.VideoCapture:
