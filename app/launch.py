@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds of playback before the screenshot (default 3)")
     parser.add_argument("--window-size", default="1440x900", metavar="WxH",
                         help="window size for --screenshot and --benchmark-frames (default 1440x900)")
+    parser.add_argument("--profile", choices=("pi", "desktop"),
+                        help="defaults for the hardware: pi = Tiny (INT8 where faster), half scale, threads = cores, "
+                             "fewer effects (default: pi on a Raspberry Pi, else desktop)")
+    parser.add_argument("--kiosk", action="store_true",
+                        help="full screen, no window chrome, legend and FPS on the video; Esc or a long press quits")
+    parser.add_argument("--fallback", metavar="VIDEO", help="--kiosk: video looped while the camera cannot be opened")
     return parser
 
 
@@ -63,6 +69,9 @@ def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
     measuring = args.benchmark_frames is not None or args.screenshot is not None
+    if args.fallback and not args.kiosk:
+        print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)
+        return 2
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
         return 2
@@ -75,8 +84,14 @@ def launch(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .profiles import apply_process_settings, apply_ui_settings, profile_for_args
     from .settings_store import APPLICATION, ORGANIZATION, SettingsStore
     from .theme import apply_theme
+
+    profile = profile_for_args(args)  # fills --model/--scale left unset; threads before any session
+    apply_process_settings(profile)
+    if args.kiosk and args.source is None:
+        args.source = "0"
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
@@ -87,8 +102,14 @@ def launch(argv: list[str]) -> int:
     apply_theme(app, settings.theme)
     if args.fast:
         settings.realtime = False
+    apply_ui_settings(app, settings, profile)
     window = MainWindow(settings, models_dir=args.models_dir, source=args.source, model=args.model,
-                        scale=args.scale, probe_cameras=not measuring)
+                        scale=args.scale, probe_cameras=not measuring and not args.kiosk)
+    window.profile = profile
+    if args.kiosk:
+        from .kiosk import KioskController
+
+        window.kiosk = KioskController(window, args.source, fallback=args.fallback)
     if measuring:
         window.resize(*_window_size(args.window_size))
     runner = None
@@ -97,6 +118,8 @@ def launch(argv: list[str]) -> int:
 
         runner = BenchmarkRun(window, args.benchmark_frames, min_seconds=args.benchmark_seconds,
                               health_every_s=args.health_every)
+        runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
+                        "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:
         from .screenshot import ScreenshotRun
 

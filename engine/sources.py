@@ -7,6 +7,7 @@ message for the user.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,9 +201,85 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+class PiCameraSource(FrameSource):
+    """A Raspberry Pi camera through picamera2 (libcamera): CSI cameras on a Pi 5 have no
+    V4L2 node OpenCV can read, so they are opened this way whenever picamera2 is installed."""
+
+    kind = "camera"
+    is_live = True
+
+    def __init__(self, index: int, size: tuple[int, int] = (1280, 720)):
+        from picamera2 import Picamera2  # Debian's python3-picamera2, seen through the venv
+
+        self.index = int(index)
+        try:
+            self._cam = Picamera2(self.index)
+            # "RGB888" is libcamera's name for B, G, R byte order: OpenCV's BGR, no conversion.
+            self._cam.configure(self._cam.create_video_configuration(main={"size": size, "format": "RGB888"}))
+            self._cam.start()
+            first = self._cam.capture_array("main")
+        except Exception as exc:  # noqa: BLE001 - libcamera reports busy/missing cameras many ways
+            raise SourceError(f"camera {self.index} (picamera2) cannot be opened: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        self.height, self.width = first.shape[:2]
+        self.fps = 30.0
+        self._t0 = time.monotonic()
+        self._pending: Frame | None = Frame(np.ascontiguousarray(first[..., :3]), 0, 0.0)
+        self._count = 1
+
+    @property
+    def description(self) -> str:
+        return f"camera {self.index} (picamera2)"
+
+    def read(self) -> Frame | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        try:
+            image = self._cam.capture_array("main")
+        except Exception:  # noqa: BLE001
+            raise SourceError(f"camera {self.index} stopped delivering frames (disconnected?)") from None
+        frame = Frame(np.ascontiguousarray(image[..., :3]), self._count, time.monotonic() - self._t0)
+        self._count += 1
+        return frame
+
+    def close(self) -> None:
+        try:
+            self._cam.stop()
+            self._cam.close()
+        except Exception:  # noqa: BLE001 - closing a vanished camera
+            pass
+
+
+def picamera2_cameras() -> int:
+    """How many cameras libcamera sees through picamera2; 0 when picamera2 is not installed."""
+    try:
+        from picamera2 import Picamera2
+    except Exception:  # noqa: BLE001 - absent, or broken by a numpy mismatch
+        return 0
+    try:
+        return len(Picamera2.global_camera_info())
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def camera_available(index: int) -> bool:
+    """Cheap check, without opening anything, that camera ``index`` may be there: a picamera2
+    camera or, on Linux, /dev/video<index>. Elsewhere it cannot tell, so True."""
+    if index < picamera2_cameras():
+        return True
+    if sys.platform.startswith("linux"):
+        return Path(f"/dev/video{index}").exists()
+    return True
+
+
 def open_source(spec: str | int | Path) -> FrameSource:
-    """Camera index (int or digits), still image (by extension) or video file."""
+    """Camera index (int or digits), still image (by extension) or video file.
+
+    Cameras: picamera2 when it is installed and sees that camera, else V4L2 through OpenCV.
+    """
     if isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit()):
+        if int(spec) < picamera2_cameras():
+            return PiCameraSource(int(spec))
         return CameraSource(int(spec))
     if is_image_path(spec):
         return ImageSource(spec)
