@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--scale full|half] [--fast]")
         print("               [--theme dark|light] [--benchmark-frames N [--benchmark-seconds S] [--health-every S]]")
         print("               [--screenshot PNG [--screenshot-after S]] [--profile pi|desktop] [--kiosk [--fallback VIDEO]]")
+        print("               [--compare MODEL:SCALE,MODEL:SCALE[,...]]   (2 to 4 panes on the same frames)")
         print("       main.py COMMAND [...]   (COMMAND --help for details)\n\ncommands:")
         for name, (_, text) in COMMANDS.items():
             print(f"  {name:<10} {text}")

@@ -105,6 +105,7 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
             "ui_tick_interval_ms": self.meter.interval_ms,
             "health": health_sample(self._shown, elapsed),
+            "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
             **self.extra,
         }
         print(json.dumps(report), file=self.out, flush=True)

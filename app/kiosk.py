@@ -87,9 +87,9 @@ class KioskController(QObject):
     def _enter(self) -> None:
         w = self.window
         # Esc quits here, F does nothing: the window's own full-screen toggles step aside.
-        w.exit_fullscreen.setEnabled(False)
-        w.fullscreen_action.setChecked(True)
-        w.fullscreen_action.setEnabled(False)
+        w.menus.leave_fullscreen.setEnabled(False)
+        w.menus.fullscreen.setChecked(True)
+        w.menus.fullscreen.setEnabled(False)
         w.worker.set_loop(True)
         w.source_panel.set_loop(True)
         self._place_overlays()
@@ -139,9 +139,9 @@ class KioskController(QObject):
             return
         self.camera_open = False
         self.window.banner.hide()  # the no-camera screen (or the fallback video) says it
-        if self.fallback and self.window.worker.reader.info is None:
+        if self.fallback and self.window.worker.current_source() is None:
             self.window.open_source(self.fallback)
-        elif not self.window.view.has_image or self.window.worker.reader.info is None:
+        elif not self.window.view.has_image or self.window.worker.current_source() is None:
             self.window.stack.setCurrentWidget(self.no_camera)
         if not self.retry_timer.isActive():
             self.retry_timer.start()

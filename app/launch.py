@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
     parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (default: the remembered one, dark)")
+    parser.add_argument("--fullscreen", action="store_true", help="start in full screen (F or Esc leaves it)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
     parser.add_argument("--benchmark-frames", type=int, metavar="N",
                         help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kiosk", action="store_true",
                         help="full screen, no window chrome, legend and FPS on the video; Esc or a long press quits")
     parser.add_argument("--fallback", metavar="VIDEO", help="--kiosk: video looped while the camera cannot be opened")
+    parser.add_argument("--compare", metavar="MODEL:SCALE,...",
+                        help="open the compare view: 2 to 4 panes, e.g. tiny:half,tiny:full,base:full")
     return parser
 
 
@@ -68,6 +71,10 @@ def _startup_problem(args: argparse.Namespace) -> str | None:
 def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.compare is not None:
+        from .compare_launch import launch_compare
+
+        return launch_compare(args, _window_size(args.window_size))
     measuring = args.benchmark_frames is not None or args.screenshot is not None
     if args.fallback and not args.kiosk:
         print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)
@@ -125,6 +132,8 @@ def launch(argv: list[str]) -> int:
 
         runner = ScreenshotRun(window, Path(args.screenshot), args.screenshot_after, has_source=args.source is not None)
     window.show()
+    if args.fullscreen:
+        window.set_fullscreen_on_start()
     # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
     signal.signal(signal.SIGINT, lambda *_: window.close())
     heartbeat = QTimer()

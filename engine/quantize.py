@@ -60,7 +60,7 @@ def network_nodes(model, prefix: str = NETWORK_PREFIX, keep_float: tuple[str, ..
 
 def calibration_frames(data: str | Path, count: int, split: str = "train") -> list[Path]:
     """``count`` images spread evenly over the split (sorted names: every drive is sampled)."""
-    from .training.data import list_samples
+    from .datasets import list_samples
 
     samples = list_samples(data, split)
     if count < 1:
@@ -82,7 +82,7 @@ class _Reader:
     """CalibrationDataReader over image files, fed through the Segmenter's own input prep."""
 
     def __init__(self, seg, paths: list[Path], size: tuple[int, int]):
-        from .training.data import read_image_bgr
+        from .datasets import read_image_bgr
 
         self._items = iter(paths)
         self._seg, self._size, self._read = seg, size, read_image_bgr
@@ -164,7 +164,7 @@ def float_compute_ops(model) -> dict:
 def compare(fp32, int8, data: str | Path, split: str = "val", limit: int | None = None) -> dict:
     """Val metrics of ``int8`` and its pixel agreement with ``fp32`` (both at scale full)."""
     from .evaluate import confusion_matrix, metrics_from_confusion
-    from .training.data import list_samples, read_image_bgr, read_label
+    from .datasets import list_samples, read_image_bgr, read_label
 
     samples = list_samples(data, split)[:limit]
     n = int8.num_classes
@@ -173,7 +173,7 @@ def compare(fp32, int8, data: str | Path, split: str = "val", limit: int | None 
     check = None
     for i, s in enumerate(samples):
         frame, label = read_image_bgr(s.image), read_label(s.label)
-        a, b = fp32.segment(frame), int8.segment(frame)
+        a, b = fp32.segment(frame).labels, int8.segment(frame).labels
         same += int((a == b).sum())
         total += a.size
         conf += confusion_matrix(b, label, n)

@@ -27,6 +27,7 @@ def test_parser_accepts_the_documented_options():
     args = build_parser().parse_args(["--source", "0", "--model", "m", "--models-dir", "d",
                                       "--benchmark-frames", "3", "--scale", "half"])
     assert (args.source, args.model, args.models_dir, args.benchmark_frames, args.scale) == ("0", "m", "d", 3, "half")
+    assert build_parser().parse_args(["--fullscreen"]).fullscreen is True
 
 
 @pytest.mark.shared
@@ -43,6 +44,7 @@ def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     assert report["frames_read"] >= report["frames"] and 0 <= report["frames_dropped"] < report["frames_read"]
     assert 0 <= report["ui_stall_max_ms"] < 2000
     assert report["ui_tick_gap_max_ms"] >= report["ui_tick_interval_ms"]
+    assert report["notices"] == []  # random models record no validation confidence: no scene-fit hint
 
 
 def test_benchmark_reports_errors_and_exits_2(tmp_path):

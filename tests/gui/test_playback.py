@@ -112,9 +112,9 @@ def test_pause_step_seek_and_still_image(qtbot, make_window, shipped_models_dir,
     assert result.labels.shape == INDOOR_HW
 
     # display options re-render the same class map
-    palette = window.worker.segmenter.palette_bgr
     window.display_panel.mask_only_check.setChecked(True)
-    mask = wait_result(qtbot, window, lambda r: np.array_equal(r.overlay_bgr, palette[r.labels]))
+    # the colours shown are the result's palette (the "distinct" one by default), in BGR for overlay_bgr
+    mask = wait_result(qtbot, window, lambda r: np.array_equal(r.overlay_bgr, r.palette_rgb[:, ::-1][r.labels]))
     assert np.array_equal(mask.labels, result.labels)  # re-rendered, not re-segmented
 
 
