@@ -2,10 +2,14 @@
 
 Users run it to measure their own hardware; it also makes the live app measurable in tests.
 The UI-thread stall is measured from the first segmented frame to the last.
+With ``health_every_s`` it also prints, every that many seconds, one ``{"health": ...}`` JSON
+line on stderr (frames, RSS, ``sys.getrefcount(True/None)``): the soak test reads them to catch
+leaks such as PySide6 6.12.0's lost reference to True on each bool signal (tests/test_soak.py).
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -13,14 +17,39 @@ from typing import TextIO
 
 from .main_window import MainWindow
 from .scripted_run import ScriptedRun
+from PySide6.QtCore import QTimer
+
 from .stall_meter import StallMeter
 from .worker import FrameResult
 
 
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; elsewhere the peak, which only grows)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def health_sample(frames: int, elapsed_s: float) -> dict:
+    return {"frames": frames, "elapsed_s": round(elapsed_s, 1), "rss_mb": round(rss_mb(), 1),
+            "refcount_true": sys.getrefcount(True), "refcount_none": sys.getrefcount(None)}
+
+
 class BenchmarkRun(ScriptedRun):
-    def __init__(self, window: MainWindow, frames: int, out: TextIO = sys.stdout, timeout_s: float = 300.0):
+    def __init__(self, window: MainWindow, frames: int, out: TextIO = sys.stdout, timeout_s: float = 300.0,
+                 min_seconds: float = 0.0, health_every_s: float = 0.0):
         self.frames, self.out = max(1, frames), out
+        self.min_seconds = max(0.0, min_seconds)
+        # Long runs may take longer: allow 5 frames a second (2500 frames of a 10 fps clip = 250 s).
+        timeout_s = max(timeout_s, self.min_seconds + 300.0, self.frames / 5.0)
         super().__init__(window, timeout_s, lambda: self._fail(f"no {self.frames} segmented frames within {timeout_s:.0f} s"))
+        self._health = QTimer(self)
+        self._health.setInterval(int(health_every_s * 1000))
+        self._health.timeout.connect(self._log_health)
         self.meter = StallMeter(parent=self)
         self._infer_ms: list[float] = []
         self._shown = 0
@@ -36,14 +65,22 @@ class BenchmarkRun(ScriptedRun):
         if not self._shown:
             self.meter.start()
             self._t0 = time.monotonic()
+            if self._health.interval() > 0:
+                self._log_health()
+                self._health.start()
         self._shown += 1
         if result.infer_ms is not None:
             self._infer_ms.append(result.infer_ms)
-        if self._shown >= self.frames:
+        if self._shown >= self.frames and time.monotonic() - self._t0 >= self.min_seconds:
             self._finish(result)
+
+    def _log_health(self) -> None:
+        sample = health_sample(self._shown, time.monotonic() - self._t0)
+        print(json.dumps({"health": sample}), file=sys.stderr, flush=True)
 
     def _finish(self, result: FrameResult) -> None:
         self.meter.stop()
+        self._health.stop()
         elapsed = time.monotonic() - self._t0
         stats = self.window.worker.stats
         snap = result.stats
@@ -67,6 +104,7 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_gap_max_ms": round(self.meter.worst_gap_ms, 1),
             "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
             "ui_tick_interval_ms": self.meter.interval_ms,
+            "health": health_sample(self._shown, elapsed),
             "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
             **self.extra,
         }

@@ -13,7 +13,9 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
+    from engine.cli import OneLineParser  # usage errors are one line, exit 2, like the commands
+
+    parser = OneLineParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
     parser.add_argument("--source", help="camera index (0, 1, ...) or a video/image file to open at start")
     parser.add_argument("--model", help="installed model name (default: last used, camvid-tiny, or the first)")
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
@@ -23,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
     parser.add_argument("--benchmark-frames", type=int, metavar="N",
                         help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
+    parser.add_argument("--benchmark-seconds", type=float, default=0.0, metavar="S",
+                        help="with --benchmark-frames: also play at least S seconds (a file source loops)")
+    parser.add_argument("--health-every", type=float, default=0.0, metavar="S",
+                        help="with --benchmark-frames: every S seconds print RSS and refcounts as JSON on stderr")
     parser.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
     parser.add_argument("--screenshot-after", type=float, default=3.0, metavar="S",
                         help="seconds of playback before the screenshot (default 3)")
@@ -47,6 +53,21 @@ def _window_size(text: str) -> tuple[int, int]:
         raise SystemExit(f"error: --window-size wants WxH, e.g. 1440x900, not {text!r}") from None
 
 
+def _startup_problem(args: argparse.Namespace) -> str | None:
+    """Why the app cannot start (model not installed, no display, missing X11 libraries), before Qt loads."""
+    from engine.errors import StudioError
+    from engine.registry import Registry
+
+    from .preflight import startup_problem
+
+    if args.model:
+        try:
+            Registry(args.models_dir).get(args.model)
+        except StudioError as exc:
+            return str(exc)
+    return startup_problem()
+
+
 def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
@@ -60,6 +81,10 @@ def launch(argv: list[str]) -> int:
         return 2
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
+        return 2
+    problem = _startup_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from PySide6.QtCore import QEvent, QTimer
@@ -98,7 +123,8 @@ def launch(argv: list[str]) -> int:
     if args.benchmark_frames is not None:
         from .benchmark import BenchmarkRun
 
-        runner = BenchmarkRun(window, args.benchmark_frames)
+        runner = BenchmarkRun(window, args.benchmark_frames, min_seconds=args.benchmark_seconds,
+                              health_every_s=args.health_every)
         runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
                         "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:

@@ -7,19 +7,69 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ModelNotFound, StudioError
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, os_reason, remove_quietly
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 VARIANT_ORDER = {"tiny": 0, "small": 1, "base": 2, "base-cityscapes": 3}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_model_name(name: str) -> str:
+    """A model name is a plain file name: letters, digits, ``-_.``, no ``..``, no separators.
+
+    It becomes ``<models_dir>/<name>.onnx``, so anything else could write outside the folder.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise StudioError(f"invalid model name {name!r}: use letters, digits and -_. (no '..', no path separators)")
+    return name
+
+
+def _entry_problem(d: object) -> str | None:
+    """Why a manifest entry cannot be used, or None."""
+    if not isinstance(d, dict):
+        return "not an object"
+    for key in ("name", "variant", "dataset", "onnx", "sha256", "classes", "palette"):
+        if key not in d:
+            return f"no {key!r} field"
+    try:
+        check_model_name(d["name"])
+    except StudioError as exc:
+        return str(exc)
+    onnx = d["onnx"]
+    if not isinstance(onnx, str) or not onnx or Path(onnx).name != onnx or onnx in (".", ".."):
+        return f"'onnx' must be a file name inside the models folder, not {onnx!r}"
+    if not isinstance(d["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", d["sha256"]):
+        return "'sha256' must be 64 lowercase hex digits"
+    classes = d["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "'classes' must be a non-empty list of names"
+    palette = d["palette"]
+    if not isinstance(palette, list) or len(palette) != len(classes):
+        return f"'palette' must hold one colour per class ({len(classes)})"
+    for colour in palette:
+        if (not isinstance(colour, list) or len(colour) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+            return f"'palette' has a bad colour {colour!r} (want [R, G, B] with 0..255)"
+    policy = d.get("input", {"multiple": 32})
+    multiple = policy.get("multiple", 32) if isinstance(policy, dict) else None
+    if not isinstance(multiple, int) or isinstance(multiple, bool) or not 1 <= multiple <= 1024:
+        return f"'input.multiple' must be a positive integer, not {multiple!r}"
+    acc = d.get("accuracy")
+    if acc is not None and (not isinstance(acc, dict) or not all(
+            not isinstance(v, float) or math.isfinite(v) for v in acc.values())):
+        return "'accuracy' must be an object of finite numbers"
+    return None
 
 
 def default_models_dir() -> Path:
@@ -62,7 +112,7 @@ class ModelEntry:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelEntry":
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{"made_by": "", **{k: v for k, v in data.items() if k in known}})
 
 
 def sha256_of(path: Path) -> str:
@@ -88,9 +138,17 @@ class Registry:
             return []
         try:
             data = json.loads(self.manifest_path.read_text())
-            return list(data["models"])
+            models = list(data["models"])
+        except OSError as exc:
+            raise StudioError(f"cannot read {self.manifest_path}: {os_reason(exc)}") from None
         except (ValueError, KeyError, TypeError) as exc:
             raise StudioError(f"{self.manifest_path} is not a valid model manifest ({exc})") from None
+        for i, d in enumerate(models):
+            problem = _entry_problem(d)
+            if problem:
+                label = repr(d["name"]) if isinstance(d, dict) and isinstance(d.get("name"), str) else f"#{i + 1}"
+                raise StudioError(f"{self.manifest_path}: model entry {label}: {problem}")
+        return models
 
     def entries(self) -> list[ModelEntry]:
         items = [ModelEntry.from_dict(d) for d in self._load()]
@@ -124,21 +182,41 @@ class Registry:
         The ONNX file is copied under a temporary name and renamed, and the manifest is
         rewritten atomically, so an interruption never leaves a half-written model.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        check_model_name(entry.name)
+        existing = self._load()  # a broken manifest is reported before anything is written
         entry.onnx = f"{entry.name}.onnx"
         entry.sha256 = sha256_of(Path(onnx_file))
         target = self.dir / entry.onnx
-        fd, tmp = tempfile.mkstemp(prefix=f".{entry.onnx}.", dir=self.dir)
-        os.close(fd)
+        if os.path.lexists(target) and not target.is_file():
+            raise StudioError(f"cannot install model {entry.name!r}: {target} exists and is not a regular file")
+        backup = None
+        tmp = None
         try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{entry.onnx}.", dir=self.dir)
+            os.close(fd)
             (shutil.move if move else shutil.copyfile)(str(onnx_file), tmp)
             os.chmod(tmp, 0o644)
+            if target.is_file():  # kept until the manifest names the new file
+                backup = target.with_name(f".{entry.onnx}.old")
+                os.replace(target, backup)
             os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        models = [d for d in self._load() if d.get("name") != entry.name] + [asdict(entry)]
-        self._write(models)
+        except OSError as exc:
+            if tmp:
+                remove_quietly(tmp)
+            if backup is not None:
+                os.replace(backup, target)
+            raise StudioError(f"cannot install model {entry.name!r} in {self.dir}: {os_reason(exc)}") from None
+        models = [d for d in existing if d.get("name") != entry.name] + [asdict(entry)]
+        try:
+            self._write(models)
+        except BaseException:
+            remove_quietly(target)  # no ONNX file without its manifest entry
+            if backup is not None:
+                os.replace(backup, target)
+            raise
+        if backup is not None:
+            remove_quietly(backup)
         return entry
 
     def remove(self, name: str) -> None:

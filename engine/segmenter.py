@@ -20,6 +20,11 @@ from .runtime import create_session
 from .scales import Scale, parse_scale, round_to_multiple
 
 
+# The network input's long side is capped: a 12000x9000 photo at ``full`` would otherwise need
+# about 9 GB in the graph. Labels are still returned at the frame's size (upsampled).
+MAX_INPUT_SIDE = 2048
+
+
 class Segmenter:
     """One ONNX Runtime session for one installed model. Thread-safe: keeps no per-call state."""
 
@@ -64,7 +69,10 @@ class Segmenter:
         """Network input (height, width) for a frame: its size times ``scale``, rounded to the multiple."""
         factor = parse_scale(scale)
         h, w = frame_hw
-        return round_to_multiple(h * factor, self.multiple), round_to_multiple(w * factor, self.multiple)
+        factor = min(factor, MAX_INPUT_SIDE / max(h, w, 1))
+        limit = max(self.multiple, MAX_INPUT_SIDE // self.multiple * self.multiple)
+        return (min(round_to_multiple(h * factor, self.multiple), limit),
+                min(round_to_multiple(w * factor, self.multiple), limit))
 
     def prepare(self, frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The frame as the graph's uint8 [1,H,W,3] BGR input at ``size``."""

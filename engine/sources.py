@@ -28,6 +28,24 @@ class Frame:
     timestamp_s: float  # position in the video, or seconds since the camera opened
 
 
+def decode_shortfall(decoded: int, expected: int) -> bool:
+    """Whether a video that stopped after ``decoded`` frames ended short of the ``expected`` count.
+
+    The one test for "stopped decoding early or failed mid-stream", used by ``segment``,
+    ``annotate`` and the app. An unknown count (0) is never short.
+    """
+    if expected <= 0:
+        return False
+    slack = max(FRAME_COUNT_SLACK, int(expected * DECODE_SLACK_FRACTION))
+    return decoded < expected - slack
+
+
+def check_decoded(name: str, decoded: int, expected: int) -> None:
+    """Raise SourceError ``NAME: decoded N of M frames ...`` when the video ended short."""
+    if decode_shortfall(decoded, expected):
+        raise SourceError(f"{name}: decoded {decoded} of {expected} frames; the video is truncated or corrupt")
+
+
 def _open_capture(target: str | int, error: str) -> tuple[cv2.VideoCapture, np.ndarray]:
     """An open capture and its first frame (proof that it really delivers), else SourceError."""
     cap = cv2.VideoCapture(target)
@@ -99,6 +117,8 @@ class VideoFileSource(FrameSource):
             return frame
         ok, image = self._cap.read()
         if not ok or image is None:
+            # The end, or a decoder that gave up: short of the container's count is an error.
+            check_decoded(self.path.name, self._next_index, self.frame_count)
             return None
         frame = Frame(image, self._next_index, self._next_index / self.fps)
         self._next_index += 1
@@ -286,6 +306,8 @@ SEEK_AHEAD = 100  # frames: a jump further than this seeks instead of decoding e
 # A container's frame count can be an estimate; a stream this many frames short at the very end is
 # accepted (the missing frames do not exist), anything shorter is a truncated file.
 FRAME_COUNT_SLACK = 2
+# Estimated counts (duration x fps) of long videos can be off by more than two frames.
+DECODE_SLACK_FRACTION = 0.01
 
 
 def open_video_capture(path: str | Path, single_thread: bool = False) -> cv2.VideoCapture:

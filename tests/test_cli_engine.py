@@ -136,6 +136,8 @@ class _CheckpointServer(http.server.BaseHTTPRequestHandler):
             start = int(rng[6:].split("-")[0])
         body = cls.payload[start:]
         self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(cls.payload) - 1}/{len(cls.payload)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if cls.drops_left > 0:

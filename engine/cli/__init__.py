@@ -6,10 +6,12 @@ A :class:`~engine.errors.StudioError` becomes one line on stderr and exit code 2
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
 from ..errors import StudioError
+from ..fileio import os_reason
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models_cmd", "list, import or download models"),
@@ -22,17 +24,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: main.py segment: ...``), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def run_command(argv: list[str]) -> int:
     """Run ``argv[0]`` (a key of COMMANDS) with the remaining arguments."""
     name, rest = argv[0], argv[1:]
     module = importlib.import_module(f".{COMMANDS[name][0]}", __package__)
-    parser = argparse.ArgumentParser(prog=f"main.py {name}", description=COMMANDS[name][1])
+    parser = OneLineParser(prog=f"main.py {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an OS failure no command anticipated: still one line, the OS's words
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{os_reason(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -42,3 +56,11 @@ def run_command(argv: list[str]) -> int:
 def add_models_dir(parser: argparse.ArgumentParser) -> None:
     """Every command that loads models takes --models-dir (tests never touch models/)."""
     parser.add_argument("--models-dir", default=None, help="model folder (default: the repository's models/)")
+
+
+def unknown_command(name: str) -> int:
+    """``unknown command 'segmnet'; did you mean 'segment'?`` on stderr, exit code 2."""
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"commands: {', '.join(COMMANDS)} (main.py --help)"
+    print(f"error: unknown command {name!r}; {hint}", file=sys.stderr)
+    return 2

@@ -24,8 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("download", help="download and install an official ADE20K checkpoint")
     p.add_argument("variant", choices=["tiny", "small", "base"])
     p.add_argument("--name", help="model name (default: ade20k-VARIANT)")
-    p.add_argument("--base-url", default=None, help="download from this URL prefix instead of Google Drive (testing, mirrors)")
+    p.add_argument("--base-url", default=None,
+                   help="download from this URL prefix instead of Google Drive (mirrors, tests; also $STUDIO_DOWNLOAD_URL)")
     p.add_argument("--cache-dir", default=None, help="where partial downloads are kept for resuming")
+    p.add_argument("--sha256", default=None, metavar="HEX", help="the file's known sha256: refuse anything else")
     add_models_dir(p)
 
     p = sub.add_parser("quantize", help="make, measure and install a static INT8 copy NAME-int8 (for ARM boards)")
@@ -93,10 +95,29 @@ def _import(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace) -> int:
     from ..checkpoint import import_checkpoint
-    from ..download import OFFICIAL_CHECKPOINTS, download_checkpoint
+    from ..download import OFFICIAL_CHECKPOINTS, check_sha256_arg, download
+    from ..registry import check_model_name
 
     official = OFFICIAL_CHECKPOINTS[args.variant]
-    path = download_checkpoint(args.variant, base_url=args.base_url, cache_dir=args.cache_dir, progress=True)
+    if args.name:
+        check_model_name(args.name)  # refused before a byte is downloaded
+    sha256 = check_sha256_arg(args.sha256) if args.sha256 else None
+    bar = None
+
+    def progress(done: int, total: int | None) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm  # the terminal bar lives here only; the engine reports through callbacks
+
+            bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                       desc=official.file_name, leave=False, disable=None)  # None: no bar when not a terminal
+        bar.update(done - bar.n)
+
+    try:
+        path = download(args.variant, args.cache_dir, progress=progress, sha256=sha256, base_url=args.base_url)
+    finally:
+        if bar is not None:
+            bar.close()
     entry = import_checkpoint(
         path, "ade20k", name=args.name or f"ade20k-{args.variant}", models_dir=args.models_dir, expected_variant=args.variant,
         made_by=f"python main.py models download {args.variant} (official checkpoint, Google Drive id {official.file_id})",

@@ -1,8 +1,12 @@
-"""`main.py segment INPUT --model NAME --out OUT`: overlay of one image or a whole video."""
+"""`main.py segment INPUT --model NAME --out OUT`: overlay of one image or a whole video.
+
+Every output is checked before any work (type by suffix, a regular file or absent, folder
+writable) and written atomically, so a failure leaves nothing at OUT (or the old file intact).
+"""
 from __future__ import annotations
 
 import argparse
-import os
+import math
 import time
 from pathlib import Path
 
@@ -10,17 +14,50 @@ import cv2
 
 from . import add_models_dir
 from ..errors import SourceError, StudioError
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, check_output_target
+from ..scales import scale_arg
+from ..video_out import VIDEO_SUFFIXES, CheckedVideoWriter
+
+IMAGE_OUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def opacity_arg(text: str) -> float:
+    """argparse ``type=`` for ``--opacity``: a number from 0 to 1 (``nan`` and 5 are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"opacity {text!r} is not a number; use 0..1") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"opacity {text} is outside 0..1")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="image or video file")
     parser.add_argument("--model", default="camvid-tiny", help="installed model name (default: camvid-tiny)")
-    parser.add_argument("--scale", default="full", choices=["full", "half"], help="network input resolution")
+    parser.add_argument("--scale", default="full", type=scale_arg, help="network input resolution: full, half or a factor")
     parser.add_argument("--out", required=True, help="output image (.png/.jpg) or video (.mp4)")
     parser.add_argument("--labels", help="images only: also write the class ids as a single-channel PNG")
-    parser.add_argument("--opacity", type=float, default=0.5, help="mask opacity 0..1 (default 0.5)")
+    parser.add_argument("--opacity", type=opacity_arg, default=0.5, help="mask opacity 0..1 (default 0.5)")
     add_models_dir(parser)
+
+
+def _check_outputs(out: Path, labels: Path | None, is_image: bool) -> None:
+    suffix = out.suffix.lower()
+    if is_image and suffix not in IMAGE_OUT_SUFFIXES:
+        raise StudioError(f"cannot write {out}: the output of an image must be an image "
+                          f"({', '.join(sorted(IMAGE_OUT_SUFFIXES))})")
+    if not is_image and suffix not in VIDEO_SUFFIXES:
+        raise StudioError(f"cannot write {out}: the output of a video must be a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    check_output_target(out)
+    if labels is not None:
+        if not is_image:
+            raise StudioError("--labels is only for images; use `main.py annotate` for the masks of a video")
+        if labels.suffix.lower() != ".png":
+            raise StudioError(f"cannot write {labels}: --labels must name a .png file")
+        check_output_target(labels)
+        if labels.resolve() == out.resolve():
+            raise StudioError(f"--labels and --out both name {out}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,59 +67,46 @@ def run(args: argparse.Namespace) -> int:
 
     src_path = Path(args.input)
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise StudioError(f"output folder {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK):
-        raise StudioError(f"output folder {out.parent} is not writable")
-    source = ImageSource(src_path) if is_image_path(src_path) else VideoFileSource(src_path)
+    labels_path = Path(args.labels) if args.labels else None
+    image_input = is_image_path(src_path)
+    source = ImageSource(src_path) if image_input else VideoFileSource(src_path)
     segmenter = Segmenter.load(args.model, args.models_dir)
+    _check_outputs(out, labels_path, image_input)
     start = time.perf_counter()
     with source:
         if isinstance(source, ImageSource):
-            if args.labels and Path(args.labels).suffix.lower() != ".png":
-                raise StudioError("--labels must name a .png file")
             frame = source.read()
             labels = segmenter.segment(frame.image, args.scale).labels
-            _write_image(out, blend(frame.image, labels, segmenter.palette_bgr, args.opacity))
-            if args.labels:
-                _write_image(Path(args.labels), labels)
+            overlay_data = _encode(out, blend(frame.image, labels, segmenter.palette_bgr, args.opacity))
+            labels_data = _encode(labels_path, labels) if labels_path else None
+            atomic_write_bytes(out, overlay_data)
+            if labels_path is not None:
+                atomic_write_bytes(labels_path, labels_data)
             count = 1
         else:
-            if args.labels:
-                raise StudioError("--labels is only for images; use `main.py annotate` for the masks of a video")
             count = _segment_video(source, segmenter, out, args.scale, args.opacity, blend)
     elapsed = time.perf_counter() - start
     print(f"wrote {out} ({count} frame{'s' if count != 1 else ''}, {count / elapsed:.1f} frames/s, model {segmenter.name}, {args.scale})")
     return 0
 
 
-def _write_image(path: Path, image) -> None:
-    """Encode first, then write atomically: never a half-written file."""
-    ok, data = cv2.imencode(path.suffix or ".png", image)
+def _encode(path: Path, image) -> bytes:
+    """Encode in memory first: a failed encoder never leaves a file."""
+    try:
+        ok, data = cv2.imencode(path.suffix.lower(), image)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise StudioError(f"cannot encode an image as {path.suffix!r}; use .png or .jpg")
-    atomic_write_bytes(path, data.tobytes())
+        raise StudioError(f"cannot write {path}: OpenCV cannot encode a {path.suffix} image")
+    return data.tobytes()
 
 
 def _segment_video(source, segmenter, out: Path, scale: str, opacity: float, blend) -> int:
-    if out.suffix.lower() not in (".mp4", ".avi", ".mov", ".mkv"):
-        raise StudioError("the output of a video must be a video file (.mp4)")
-    tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (source.width, source.height))
-    if not writer.isOpened():
-        raise StudioError(f"cannot write video {out}")
-    count = 0
-    try:
-        while (frame := source.read()) is not None:
+    """Every frame through the model into a checked writer; a short decode writes nothing."""
+    with CheckedVideoWriter(out, source.fps, (source.width, source.height)) as writer:
+        while (frame := source.read()) is not None:  # raises SourceError "decoded N of M frames"
             labels = segmenter.segment(frame.image, scale).labels
             writer.write(blend(frame.image, labels, segmenter.palette_bgr, opacity))
-            count += 1
-        writer.release()
-        if count == 0:
+        if writer.frames == 0:
             raise SourceError(f"{source.description} has no frames")
-        os.replace(tmp, out)
-    finally:
-        writer.release()
-        if tmp.exists():
-            tmp.unlink()
-    return count
+    return writer.frames
