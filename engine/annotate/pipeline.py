@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..errors import SourceError, StudioError
 from ..indexed_png import read_mask
 from ..segmenter import Segmenter
-from ..sources import FRAME_COUNT_SLACK, SelectedFrames
+from ..sources import SelectedFrames, decode_shortfall
 from .folder import OutputFolder
 from .items import DecodedFrame, LabeledFrame, PipelineCounts, Progress
 from .plan import JobPlan
@@ -108,8 +108,8 @@ class Pipeline:
                         continue
                 image = frames.frame(index)
                 if image is None:
-                    if index >= video.frame_count - FRAME_COUNT_SLACK:
-                        break  # the container over-counted its last frames
+                    if not decode_shortfall(index, video.frame_count):
+                        break  # the container over-counted its last frames (the one tolerance: sources)
                     raise SourceError(f"{video.path.name} is truncated or damaged: frame {index} of "
                                       f"{video.frame_count} cannot be read")
                 prepared = self.seg.prepare(image, plan.input_hw) if mask is None else None
