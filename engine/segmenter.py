@@ -29,7 +29,7 @@ class Segmenter:
     """One inference backend for one installed model. Thread-safe: keeps no per-call state."""
 
     def __init__(self, entry: ModelEntry, onnx_path: Path, threads: int | None = None, cpu_only: bool = False,
-                 backend: str | None = None, precision: str = "f32"):
+                 backend: str | None = None, precision: str | None = None):
         self.entry = entry
         self.onnx_path = Path(onnx_path)
         try:
@@ -53,7 +53,7 @@ class Segmenter:
 
     @classmethod
     def load(cls, name: str, models_dir: Path | str | None = None, threads: int | None = None, cpu_only: bool = False,
-             backend: str | None = None, precision: str = "f32") -> "Segmenter":
+             backend: str | None = None, precision: str | None = None) -> "Segmenter":
         """Load an installed model by name, checking its file against the manifest."""
         registry = Registry(models_dir)
         entry = registry.get(name)

@@ -46,6 +46,12 @@ def default_backend() -> str:
     return value if value in BACKENDS else "onnxruntime"
 
 
+def default_precision() -> str:
+    """STUDIO_PRECISION if set (f32 | bf16 | f16), else f32."""
+    value = os.environ.get("STUDIO_PRECISION", "").strip().lower()
+    return value if value in PRECISIONS else "f32"
+
+
 def openvino_available() -> bool:
     try:
         import openvino  # noqa: F401
@@ -55,9 +61,10 @@ def openvino_available() -> bool:
 
 
 def create_backend(path: Path, kind: str | None = None, threads: int | None = None, cpu_only: bool = False,
-                   precision: str = "f32") -> Backend:
+                   precision: str | None = None) -> Backend:
     """A backend for ``path``. Raises StudioError for an unknown kind or a missing OpenVINO."""
     kind = (kind or default_backend()).lower()
+    precision = precision or default_precision()
     if kind not in BACKENDS:
         raise StudioError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.repeat < 1:
         raise StudioError("--repeat must be at least 1")
     names = [n for n in (args.models or "").split(",") if n]
-    backends = [b for b in (args.backends or "").split(",") if b] or default_backends()
+    chosen = getattr(args, "backend", None)
+    backends = [b for b in (args.backends or "").split(",") if b] or (
+        [chosen] if chosen and chosen != "auto" else default_backends())
     for b in backends:
         if b not in BACKENDS[:2]:
             raise StudioError(f"--backends: unknown backend {b!r} (onnxruntime, openvino)")
