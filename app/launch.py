@@ -86,7 +86,7 @@ def launch(argv: list[str]) -> int:
     if args.benchmark_frames is not None:
         from .benchmark import BenchmarkRun
 
-        runner = BenchmarkRun(window, args.benchmark_frames)
+        runner = BenchmarkRun(window, args.benchmark_frames, unpaced=args.unpaced)
     elif args.screenshot is not None:
         from .screenshot import ScreenshotRun
 

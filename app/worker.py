@@ -1,9 +1,11 @@
 """The inference worker: capture, segmentation, overlay and recording off the UI thread.
 
-Three kinds of threads feed one QObject living on the UI thread:
+Four kinds of threads feed one QObject living on the UI thread:
   * the reader (frame_reader.FrameReader) puts frames into a one-frame LatestSlot;
-  * the inference thread here takes the newest frame, segments it, draws the overlay,
-    writes recordings, scales the picture to the view and wraps it in a QImage;
+  * the inference thread here takes the newest frame and segments it;
+  * the compose thread draws the overlay, writes recordings, scales the picture to the
+    view and wraps it in a QImage, for frame N while the network already runs on frame
+    N+1 (one job in hand-over at most: a slow compose holds inference back, no queue);
   * model builds (model_loader.ModelLoader) swap a new Segmenter in when it is ready.
 The UI thread only paints: ``frame_ready`` is emitted at most once until the UI calls
 ``take_result()``, so no queue of frames can build up behind a busy window.
@@ -37,6 +39,21 @@ class DisplayOptions:
     opacity: float = 0.5
     boundaries: bool = False
     mask_only: bool = False
+
+
+@dataclass
+class ComposeJob:
+    """What the inference thread hands to the compose thread for one frame."""
+
+    packet: Packet
+    redo: bool
+    segmenter: Segmenter | None
+    scale: str
+    display: DisplayOptions
+    view: tuple[int, int]
+    labels: np.ndarray | None
+    input_size: tuple[int, int]
+    infer_ms: float | None
 
 
 @dataclass
@@ -119,11 +136,15 @@ class InferenceWorker(QObject):
         self._stop = threading.Event()
         self._cancel = CancelToken()  # stops an inference in progress when the worker stops
         self._thread = threading.Thread(target=self._run, name="studio-inference", daemon=True)
+        self._compose_cond = threading.Condition()
+        self._compose_job: ComposeJob | None = None
+        self._compose_thread = threading.Thread(target=self._run_compose, name="studio-compose", daemon=True)
 
     # -- control (UI thread) -----------------------------------------------------------------------
     def start(self) -> None:
         self.reader.start()
         self._thread.start()
+        self._compose_thread.start()
 
     def open_source(self, spec: str | int) -> None:
         self.reader.open(str(spec))
@@ -207,11 +228,15 @@ class InferenceWorker(QObject):
         with self._lock:
             self._record_request = ("start", Path(folder))
         self._slot.poke()
+        with self._compose_cond:
+            self._compose_cond.notify_all()
 
     def stop_recording(self) -> None:
         with self._lock:
             self._record_request = ("stop",)
         self._slot.poke()
+        with self._compose_cond:
+            self._compose_cond.notify_all()
 
     def stop(self, timeout: float = 1.5) -> bool:
         """Stop every thread; True when all ended within ``timeout`` seconds."""
@@ -221,13 +246,16 @@ class InferenceWorker(QObject):
         self.reader.stop()
         self._slot.poke()
         reader_ok = self.reader.join(max(0.05, deadline - time.monotonic()))
-        if self._thread.is_alive():
-            self._thread.join(max(0.05, deadline - time.monotonic()))
+        with self._compose_cond:
+            self._compose_cond.notify_all()
+        for thread in (self._thread, self._compose_thread):
+            if thread.is_alive():
+                thread.join(max(0.05, deadline - time.monotonic()))
         loader_ok = self.loader.close(max(0.05, deadline - time.monotonic()))
-        return reader_ok and loader_ok and not self._thread.is_alive()
+        return reader_ok and loader_ok and not self._thread.is_alive() and not self._compose_thread.is_alive()
 
     def threads_alive(self) -> list[str]:
-        names = [t.name for t in (self.reader._thread, self._thread) if t.is_alive()]
+        names = [t.name for t in (self.reader._thread, self._thread, self._compose_thread) if t.is_alive()]
         return names + (["studio-model"] if self.loader.busy else [])
 
     # -- background threads --------------------------------------------------------------------------
@@ -240,30 +268,57 @@ class InferenceWorker(QObject):
         self.model_changed.emit(segmenter.entry if segmenter is not None else None)
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            packet, poked = self._slot.take(0.2)
+            if self._stop.is_set():
+                break
+            redo = packet is None
+            packet = packet or (self._last_packet if poked else None)
+            if packet is None:
+                continue
+            self._last_packet = packet
+            try:
+                self._process(packet, redo)
+            except Exception as exc:  # noqa: BLE001 - keep serving; tell the user (not every frame)
+                self._report_once(f"processing failed: {exc}")
+                time.sleep(0.2)
+
+    def _process(self, packet: Packet, redo: bool) -> None:
+        """Inference thread: segment, then hand the frame to the compose thread."""
+        with self._lock:
+            segmenter, scale, display, view = self._segmenter, self._scale, self._display, self._view_size
+        labels, input_size, infer_ms = self._labels(packet, segmenter, scale, redo)
+        job = ComposeJob(packet, redo, segmenter, scale, display, view, labels, input_size, infer_ms)
+        with self._compose_cond:
+            while self._compose_job is not None and not self._stop.is_set():
+                self._compose_cond.wait(0.2)  # compose still busy with the frame before the last
+            self._compose_job = job
+            self._compose_cond.notify_all()
+
+    def _run_compose(self) -> None:
         try:
             while not self._stop.is_set():
-                packet, poked = self._slot.take(0.2)
-                if self._stop.is_set():
-                    break
+                with self._compose_cond:
+                    if self._compose_job is None:
+                        self._compose_cond.wait(0.2)
+                    job, self._compose_job = self._compose_job, None
+                    self._compose_cond.notify_all()
                 self._handle_recording_request()
-                redo = packet is None
-                packet = packet or (self._last_packet if poked else None)
-                if packet is None:
+                if job is None or self._stop.is_set():
                     continue
-                self._last_packet = packet
                 try:
-                    self._process(packet, redo)
+                    self._compose(job)
                 except Exception as exc:  # noqa: BLE001 - keep serving; tell the user (not every frame)
                     self._report_once(f"processing failed: {exc}")
                     time.sleep(0.2)
         finally:
             self._finish_recording()
 
-    def _process(self, packet: Packet, redo: bool) -> None:
-        with self._lock:
-            segmenter, scale, display, view = self._segmenter, self._scale, self._display, self._view_size
+    def _compose(self, job: ComposeJob) -> None:
+        """Compose thread: overlay, recording, legend, view-sized QImage, publish."""
+        packet, redo, segmenter, scale = job.packet, job.redo, job.segmenter, job.scale
+        display, view, labels, input_size, infer_ms = job.display, job.view, job.labels, job.input_size, job.infer_ms
         frame = packet.frame.image
-        labels, input_size, infer_ms = self._labels(packet, segmenter, scale, redo)
         if labels is None:
             out = frame
         else:

@@ -76,6 +76,12 @@ class Segmenter:
         return self.backend.providers
 
     @property
+    def session(self):
+        """The ONNX Runtime session behind this model (None on OpenVINO), for ORT tools such as quantisation."""
+        backend = getattr(self.backend, "ort", self.backend)  # auto keeps an ORT backend too
+        return getattr(backend, "session", None)
+
+    @property
     def backend_name(self) -> str:
         return self.backend.name
 
