@@ -114,7 +114,7 @@ def test_bench_json(random_models_dir):
         assert r["ratio"] == pytest.approx(r["pipeline_ms"] / r["network_ms"], rel=0.01)
         assert r["backend"] == "onnxruntime" and r["precision"] == "f32"
     full = {r["frame"]: r["input"] for r in rows if r["scale"] == "full"}
-    assert full == {"1280x720": "1280x704", "768x432": "768x416"}
+    assert full == {"1280x720": "1280x704", "768x432": "768x448"}
     assert all(0 < r["boundary_share"] < 1 for r in rows if r["scale"] == "full")
 
 
