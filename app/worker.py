@@ -330,7 +330,9 @@ class InferenceWorker(QObject):
         h, w = out.shape[:2]
         dw, dh = fit_size((w, h), view)
         shown = out if (dw, dh) == (w, h) else cv2.resize(
-            out, (dw, dh), interpolation=cv2.INTER_AREA if dw < w else cv2.INTER_LINEAR)
+            # INTER_AREA only for strong reductions: for mild ones (a window a bit smaller than the
+            # frame) it costs ~10x bilinear (4.8 vs 0.5 ms at 1280x720) for no visible gain.
+            out, (dw, dh), interpolation=cv2.INTER_AREA if dw * 2 < w else cv2.INTER_LINEAR)
         model = segmenter.name if segmenter is not None else ""
         stats = self.stats.snapshot(model=model, input_size=input_size, frame_size=(h, w), scale=scale,
                                     providers=segmenter.providers if segmenter is not None else [])
