@@ -54,6 +54,9 @@ class BenchRow:
     blocky_ms: float | None  # network + argmax at 1/8 + nearest resize (demo shortcut)
     naive_ms: float | None  # numpy float normalisation + float graph + upsample of every plane + argmax
     speedup_vs_naive: float | None  # naive / pipeline
+    network_cpu_ms: float = 0.0  # the same, as process CPU time (all threads): steadier on a busy machine
+    pipeline_cpu_ms: float = 0.0
+    cpu_ratio: float = 0.0  # pipeline_cpu / network_cpu
     agreement: float | None = None  # share of pixels equal to ONNX Runtime f32's labels (other rows)
     boundary_share: float | None = None  # share of output pixels refined exactly (full-size outputs)
     samples: int = 0
@@ -71,18 +74,30 @@ def median_ms(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
 
 
 def interleaved_ms(fns: dict[str, Callable[[int], object]], rounds: int, warmup: int = 1) -> dict[str, float]:
-    """Median ms of each ``fns[k](round)``, run in turns (order alternating per round)."""
+    """Median wall ms of each ``fns[k](round)``, run in turns (order alternating per round)."""
+    return interleaved_times(fns, rounds, warmup)[0]
+
+
+def interleaved_times(fns: dict[str, Callable[[int], object]], rounds: int,
+                      warmup: int = 1) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall ms and median process CPU ms (all threads) of each ``fns[k](round)``, in turns.
+
+    CPU time is the steadier figure on a machine shared with other work: waiting for a
+    core does not count, only work done.
+    """
     keys = list(fns)
     for r in range(warmup):
         for k in keys:
             fns[k](r)
-    times: dict[str, list[float]] = {k: [] for k in keys}
+    wall: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(rounds):
         for k in (keys if r % 2 == 0 else keys[::-1]):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fns[k](r)
-            times[k].append((time.perf_counter() - start) * 1000.0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            wall[k].append((time.perf_counter() - start) * 1000.0)
+            cpu[k].append((time.process_time() - start_cpu) * 1000.0)
+    return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
 
 
 def cpu_line() -> str:
@@ -227,7 +242,7 @@ def _bench_case(contenders: list[Contender], naive, frames: list[np.ndarray], sc
     fns["blocky"] = lambda r: postprocess.blocky_labels(first.network(pick(r), in_hw), (height, width))
     if naive is not None:
         fns["naive"] = lambda r: naive(pick(r), in_hw)
-    med = interleaved_ms(fns, repeat)
+    med, cpu = interleaved_times(fns, repeat)
     reference = [first.segmenter.segment(f, scale).labels for f in frames]
     out_hw = first.segmenter.output_size(in_hw, (height, width))
     boundary = None
@@ -249,6 +264,8 @@ def _bench_case(contenders: list[Contender], naive, frames: list[np.ndarray], sc
             model=c.segmenter.name, variant=c.segmenter.entry.variant, backend=c.backend, precision=c.precision,
             frame=f"{width}x{height}", scale=scale, input=f"{in_hw[1]}x{in_hw[0]}", network_ms=round(net, 2),
             pipeline_ms=round(pipe, 2), ratio=round(pipe / net, 3),
+            network_cpu_ms=round(cpu[f"{tag}/network"], 2), pipeline_cpu_ms=round(cpu[f"{tag}/pipeline"], 2),
+            cpu_ratio=round(cpu[f"{tag}/pipeline"] / max(cpu[f"{tag}/network"], 1e-6), 3),
             blocky_ms=round(med["blocky"], 2) if c is first else None,
             naive_ms=round(med["naive"], 2) if naive is not None and c is first else None,
             speedup_vs_naive=round(med["naive"] / pipe, 2) if naive is not None else None,

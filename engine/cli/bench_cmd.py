@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         print(cpu)
         print(f"{'model':<14} {'backend':<15} {'frame':>9} {'scale':>5} {'input':>9} {'net ms':>7} {'pipe ms':>7} "
-              f"{'pipe/net':>8} {'blocky':>7} {'naive':>7} {'agree':>7} {'bound%':>6}", flush=True)
+              f"{'pipe/net':>8} {'cpu p/n':>7} {'blocky':>7} {'naive':>7} {'agree':>7} {'bound%':>6}", flush=True)
 
     def show(row) -> None:
         if args.json:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         opt = lambda v, fmt: format(v, fmt) if v is not None else "-"  # noqa: E731
         backend = row.backend if row.precision == "f32" else f"{row.backend}/{row.precision}"
         print(f"{row.model:<14} {backend:<15} {row.frame:>9} {row.scale:>5} {row.input:>9} {row.network_ms:7.1f} "
-              f"{row.pipeline_ms:7.1f} {row.ratio:8.3f} {opt(row.blocky_ms, '7.1f'):>7} {opt(row.naive_ms, '7.1f'):>7} "
+              f"{row.pipeline_ms:7.1f} {row.ratio:8.3f} {row.cpu_ratio:7.3f} {opt(row.blocky_ms, '7.1f'):>7} {opt(row.naive_ms, '7.1f'):>7} "
               f"{opt(None if row.agreement is None else 100 * row.agreement, '6.2f'):>7} "
               f"{opt(None if row.boundary_share is None else 100 * row.boundary_share, '5.1f'):>6}", flush=True)
 
@@ -88,5 +88,6 @@ def run(args: argparse.Namespace) -> int:
         print("net: the graph cut at conv_seg (resize + network); pipe: Segmenter.segment (frame in, full-quality "
               "class map at frame size out); blocky: argmax at 1/8 + nearest resize; naive: numpy float normalisation "
               "+ upsample of every logit plane + argmax; agree: % pixels equal to ONNX Runtime f32; bound%: pixels "
-              "refined exactly (full-size outputs). All medians of interleaved rounds in this one run.")
+              "refined exactly (full-size outputs); cpu p/n: the same ratio in process CPU time (steadier when other "
+              "work shares the cores). All medians of interleaved rounds in this one run.")
     return 0
