@@ -13,6 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--scale full|half] [--fast]")
         print("               [--theme dark|light] [--benchmark-frames N] [--screenshot PNG [--screenshot-after S]]")
+        print("               [--profile pi|desktop] [--kiosk [--fallback VIDEO]]")
+        print("               [--compare MODEL:SCALE,MODEL:SCALE[,...]]   (2 to 4 panes on the same frames)")
         print("       main.py COMMAND [...]   (COMMAND --help for details)\n\ncommands:")
         for name, (_, text) in COMMANDS.items():
             print(f"  {name:<10} {text}")

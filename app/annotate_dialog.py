@@ -1,85 +1,51 @@
-""""Annotate video…" dialog: the options of ``main.py annotate``, run in the background.
+""""Annotate video…" dialog: choose a video, a model and what to write; the job runs in the background.
 
-The job (engine.annotate.AnnotateJob) runs in a QThread; its progress callback arrives through a
-queued signal. Cancel stops it between frames (finished frames are kept, so "Resume" continues
+The job (engine.annotate.AnnotateJob) runs through app/jobs.py like every dialog job; its
+progress callback arrives through a queued signal. Cancel stops it between frames (finished frames are kept, so "Resume" continues
 later); at the end "Open folder" shows the results in the file manager.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication, QThread, QUrl, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QUrl, Signal, Slot
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton, QSpinBox, QVBoxLayout,
+                               QWidget)
 
 from engine import annotate as ann
 from engine.errors import StudioError
 from engine.registry import Registry
 
-# Running workers, referenced here until they finish: a dialog that is deleted mid-run (its parent
-# window destroyed) must not take a running QThread with it. At quit they are cancelled and joined.
-_LIVE_WORKERS: set["AnnotateWorker"] = set()
-_QUIT_HOOKED = False
+from .jobs import Job, JobRunner
+
+# Annotate jobs run on one app-wide runner (app/jobs.py), not on the dialog: a dialog that is
+# deleted mid-run (its parent window destroyed) must not wait for, or take down, a running job.
+# At quit every job is cancelled and waited for.
+_RUNNER: JobRunner | None = None
 
 
-def _stop_all_workers() -> None:
-    for worker in list(_LIVE_WORKERS):
-        worker.cancel()
-        worker.wait()
+def _runner() -> JobRunner:
+    global _RUNNER
+    if _RUNNER is None:
+        _RUNNER = JobRunner(None)
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(lambda: _RUNNER.shutdown(60000))
+    return _RUNNER
+
+
+def _annotate(options: ann.AnnotateOptions, job: Job) -> ann.AnnotateResult:
+    """The job function: checks and model loading (reported as "prepared"), then the frames."""
+    prepared = ann.AnnotateJob(options).prepare()
+    job.update(("prepared", prepared))
+    if job.cancelled:
+        raise ann.AnnotateCancelled("cancelled")
+    return prepared.run(progress=job.update, cancel=job.cancel_event)
 
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v *.mpg *.mpeg *.wmv);;All files (*)"
-
-
-class AnnotateWorker(QThread):
-    """Runs one AnnotateJob (prepare + run) off the GUI thread."""
-
-    progress = Signal(object)  # ann.Progress
-    prepared = Signal(object)  # the AnnotateJob, after its checks passed
-    succeeded = Signal(object)  # ann.AnnotateResult
-    failed = Signal(str)  # one-line message
-    cancelled = Signal()
-
-    def __init__(self, options: ann.AnnotateOptions, parent=None):
-        super().__init__(parent)
-        self.options = options
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def run(self) -> None:  # noqa: D401 - QThread entry point
-        try:
-            job = ann.AnnotateJob(self.options).prepare()
-            self.prepared.emit(job)
-            if self._cancel.is_set():
-                raise ann.AnnotateCancelled("cancelled")
-            result = job.run(progress=self.progress.emit, cancel=self._cancel)
-        except ann.AnnotateCancelled:
-            self.cancelled.emit()
-        except StudioError as exc:
-            self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user instead of killing the thread
-            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
-        else:
-            self.succeeded.emit(result)
 
 
 def _fmt_time(seconds: float | None) -> str:
@@ -95,10 +61,15 @@ class AnnotateDialog(QDialog):
     """Options like ``main.py annotate``; Start runs the job in the background with a progress bar."""
 
     job_finished = Signal(str)  # final state: "done", "failed" or "cancelled"
+    out_root_chosen = Signal(str)  # the folder holding this job's output folder: remembered for next time
 
     def __init__(self, parent: QWidget | None = None, models_dir: Path | str | None = None,
-                 video_path: Path | str | None = None, model_name: str | None = None):
+                 video_path: Path | str | None = None, model_name: str | None = None,
+                 out_root: Path | str | None = None):
         super().__init__(parent)
+        # Results go under out_root (the user's Videos folder by default, then where they last chose),
+        # never next to the source video unless the user picks that folder.
+        self.out_root = Path(out_root) if out_root else None
         self.setWindowTitle("Annotate video")
         self.models_dir = models_dir
         self.worker: AnnotateWorker | None = None
@@ -106,6 +77,7 @@ class AnnotateDialog(QDialog):
         self.error: str | None = None
         self.state = "idle"  # idle, running, done, failed, cancelled
         self._out_was_auto = True
+        self._closed = False
 
         form = QFormLayout()
         self.video_edit = QLineEdit()
@@ -172,8 +144,8 @@ class AnnotateDialog(QDialog):
         self.opacity_spin.setValue(0.5)
         form.addRow("Overlay opacity", self.opacity_spin)
 
-        self.resume_check = QCheckBox("Resume an interrupted job in this folder")
-        self.overwrite_check = QCheckBox("Overwrite a previous job in this folder")
+        self.resume_check = QCheckBox("Continue where an earlier run in this folder stopped")
+        self.overwrite_check = QCheckBox("Replace what an earlier run wrote in this folder")
         self.resume_check.toggled.connect(lambda on: on and self.overwrite_check.setChecked(False))
         self.overwrite_check.toggled.connect(lambda on: on and self.resume_check.setChecked(False))
         form.addRow("", self.resume_check)
@@ -239,13 +211,14 @@ class AnnotateDialog(QDialog):
         self._out_was_auto = False
 
     def _suggest_out(self, *_args) -> None:
-        """A folder next to the video named after it and the model, until the user picks one."""
+        """A folder under the output root named after the video and the model, until the user picks one."""
         video = self.video_edit.text().strip()
         if not video or not self._out_was_auto:
             return
         path = Path(video)
         model = self.model_combo.currentData() or "model"
-        self.out_edit.setText(str(path.with_name(f"{path.stem}-{model}-annotations")))
+        root = self.out_root or path.parent
+        self.out_edit.setText(str(root / f"{path.stem}-{model}-annotations"))
 
     def options(self) -> ann.AnnotateOptions:
         """The dialog's settings as engine options (raises StudioError for an empty field)."""
@@ -277,6 +250,7 @@ class AnnotateDialog(QDialog):
         except StudioError as exc:
             self._show_error(str(exc))
             return
+        self.out_root_chosen.emit(str(Path(options.out).parent))
         self.result = None
         self.error = None
         self.state = "running"
@@ -286,19 +260,8 @@ class AnnotateDialog(QDialog):
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)  # busy until the first frame: loading the model, checking the video
         self.status_label.setText("checking the video and loading the model…")
-        global _QUIT_HOOKED
-        self.worker = worker = AnnotateWorker(options)  # no parent: see _LIVE_WORKERS
-        _LIVE_WORKERS.add(worker)
-        worker.finished.connect(lambda: _LIVE_WORKERS.discard(worker))
-        if not _QUIT_HOOKED and QCoreApplication.instance() is not None:
-            QCoreApplication.instance().aboutToQuit.connect(_stop_all_workers)
-            _QUIT_HOOKED = True
-        self.worker.prepared.connect(self._on_prepared)
-        self.worker.progress.connect(self._on_progress)
-        self.worker.succeeded.connect(self._on_succeeded)
-        self.worker.failed.connect(self._on_failed)
-        self.worker.cancelled.connect(self._on_cancelled)
-        self.worker.start()
+        self.worker = _runner().start("annotate", lambda job: _annotate(options, job), finished=self._on_succeeded,
+                                      failed=self._on_job_failed, update=self._on_update)
 
     @Slot()
     def cancel(self) -> None:
@@ -313,12 +276,28 @@ class AnnotateDialog(QDialog):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(Path(folder).resolve())))
 
     @Slot(object)
+    def _on_update(self, update) -> None:
+        if self._closed:
+            return
+        if isinstance(update, tuple) and update[0] == "prepared":
+            self._on_prepared(update[1])
+        else:
+            self._on_progress(update)
+
+    @Slot(str)
+    def _on_job_failed(self, message: str) -> None:
+        if self._closed:
+            return
+        if self.worker is not None and self.worker.cancelled:
+            self._on_cancelled()
+        else:
+            self._on_failed(message)
+
     def _on_prepared(self, job) -> None:
         self.progress_bar.setRange(0, len(job.indices))
         self.progress_bar.setValue(0)
         self.status_label.setText(f"{len(job.indices)} frames with {job.segmenter.name}…")
 
-    @Slot(object)
     def _on_progress(self, p: ann.Progress) -> None:
         if self.progress_bar.maximum() != p.total:
             self.progress_bar.setRange(0, p.total)
@@ -331,6 +310,8 @@ class AnnotateDialog(QDialog):
 
     @Slot(object)
     def _on_succeeded(self, result: ann.AnnotateResult) -> None:
+        if self._closed:
+            return
         self.result = result
         self.progress_bar.setRange(0, max(result.frames, 1))
         self.progress_bar.setValue(result.frames)
@@ -347,7 +328,6 @@ class AnnotateDialog(QDialog):
         self.open_button.setFocus()
         self._finish("done")
 
-    @Slot(str)
     def _on_failed(self, message: str) -> None:
         self.error = message
         self._show_error(message)
@@ -356,16 +336,14 @@ class AnnotateDialog(QDialog):
         if out and (Path(out) / ann.JOB_FILE).is_file() and not self.overwrite_check.isChecked():
             self.resume_check.setChecked(True)  # finished frames were kept: Start continues them
 
-    @Slot()
     def _on_cancelled(self) -> None:
-        self.status_label.setText("Cancelled. Finished frames are kept: tick \"Resume\" and Start to continue.")
+        self.status_label.setText("Cancelled. Finished frames are kept: press Start to continue where it stopped.")
         self.progress_bar.setRange(0, max(self.progress_bar.maximum(), 1))
         self._finish("cancelled")
 
     def _finish(self, state: str) -> None:
         if self.worker is not None:
-            self.worker.wait()
-            self.worker.deleteLater()
+            self.worker.done.wait(5.0)  # its last signal was just delivered: it is ending now
             self.worker = None
         self.state = state
         self._set_inputs_enabled(True)
@@ -376,7 +354,7 @@ class AnnotateDialog(QDialog):
         self.job_finished.emit(state)
 
     def _show_error(self, message: str) -> None:
-        self.status_label.setText(f"<span style='color:#e05555'>Error: {_escape(message)}</span>")
+        self.status_label.setText(f"<span style='color:#e05555'>Error: {_escape(plain_words(message))}</span>")
         if self.progress_bar.maximum() == 0:
             self.progress_bar.setRange(0, 1)
 
@@ -386,9 +364,10 @@ class AnnotateDialog(QDialog):
 
     # ---- closing -------------------------------------------------------------------------------
     def _stop_worker(self) -> None:
-        if self.worker is not None and self.worker.isRunning():
+        self._closed = True  # signals still queued from the job are ignored from now on
+        if self.worker is not None and not self.worker.done.is_set():
             self.worker.cancel()
-            self.worker.wait()
+            self.worker.done.wait()
 
     def reject(self) -> None:
         self._stop_worker()
@@ -397,6 +376,13 @@ class AnnotateDialog(QDialog):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt name
         self._stop_worker()
         super().closeEvent(event)
+
+
+def plain_words(message: str) -> str:
+    """The engine speaks CLI (``--resume``); the dialog names its own check boxes instead."""
+    return (message.replace("--resume", "\"Continue where an earlier run stopped\"")
+            .replace("--overwrite", "\"Replace what an earlier run wrote\"")
+            .replace("--every", "\"Frames: every\""))
 
 
 def _escape(text: str) -> str:

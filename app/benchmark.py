@@ -30,6 +30,7 @@ class BenchmarkRun(ScriptedRun):
         self._infer_ms: list[float] = []
         self._shown = 0
         self._t0 = 0.0
+        self.extra: dict = {}  # more keys for the report (e.g. the start-up profile)
         window.frame_shown.connect(self._on_frame)
         window.worker.source_failed.connect(lambda msg: self._fail(f"source failed: {msg}"))
         window.worker.model_failed.connect(lambda name, msg: self._fail(f"model {name} failed: {msg}"))
@@ -77,6 +78,8 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_gap_max_ms": round(self.meter.worst_gap_ms, 1),
             "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
             "ui_tick_interval_ms": self.meter.interval_ms,
+            "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
+            **self.extra,
         }
         print(json.dumps(report), file=self.out, flush=True)
         self._quit(0)

@@ -42,3 +42,6 @@ class CapturePanel(QGroupBox):
         self.record_button.setChecked(recording)
         self.record_button.blockSignals(False)
         self.record_button.setText(f"● Rec {int(seconds // 60)}:{int(seconds % 60):02d}" if recording else "Record")
+
+    def is_recording(self) -> bool:
+        return self.record_button.isChecked()

@@ -9,6 +9,7 @@ class DisplayPanel(QGroupBox):
     display_changed = Signal(float, bool, bool)  # opacity, boundaries, mask only
     stats_toggled = Signal(bool)
     theme_changed = Signal(str)  # "dark" | "light"
+    palette_changed = Signal(str)  # "distinct" | "dataset"
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Display", parent)
@@ -22,6 +23,10 @@ class DisplayPanel(QGroupBox):
         self.mask_only_check = QCheckBox("Mask only")
         self.stats_check = QCheckBox("Stats overlay")
         self.dark_check = QCheckBox("Dark theme")
+        self.dataset_colours_check = QCheckBox("Dataset's own colours")
+        self.dataset_colours_check.setToolTip("Off: road, car and pavement get clearly different colours")
+        self.dataset_colours_check.toggled.connect(
+            lambda on: self.palette_changed.emit("dataset" if on else "distinct"))
         self.opacity_slider.valueChanged.connect(self._emit)
         self.boundaries_check.toggled.connect(self._emit)
         self.mask_only_check.toggled.connect(self._emit)
@@ -37,6 +42,7 @@ class DisplayPanel(QGroupBox):
         grid.addWidget(self.mask_only_check, 1, 1)
         grid.addWidget(self.stats_check, 2, 0)
         grid.addWidget(self.dark_check, 2, 1)
+        grid.addWidget(self.dataset_colours_check, 3, 0, 1, 2)
 
     def set_values(self, opacity: float, boundaries: bool, mask_only: bool, show_stats: bool, theme: str) -> None:
         for widget in (self.opacity_slider, self.boundaries_check, self.mask_only_check, self.stats_check, self.dark_check):
@@ -49,6 +55,20 @@ class DisplayPanel(QGroupBox):
         for widget in (self.opacity_slider, self.boundaries_check, self.mask_only_check, self.stats_check, self.dark_check):
             widget.blockSignals(False)
         self._update_label()
+
+    def set_palette(self, mode: str) -> None:
+        self.dataset_colours_check.blockSignals(True)
+        self.dataset_colours_check.setChecked(mode == "dataset")
+        self.dataset_colours_check.blockSignals(False)
+
+    def toggle_mask_only(self) -> None:
+        self.mask_only_check.toggle()
+
+    def toggle_boundaries(self) -> None:
+        self.boundaries_check.toggle()
+
+    def toggle_theme(self) -> None:
+        self.dark_check.toggle()
 
     @property
     def opacity(self) -> float:

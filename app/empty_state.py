@@ -33,5 +33,9 @@ class EmptyStateWidget(QWidget):
         layout.addLayout(buttons)
         layout.addStretch(1)
 
+    def set_camera_available(self, found: bool, tooltip: str) -> None:
+        self.open_camera_button.setEnabled(found)
+        self.open_camera_button.setToolTip(tooltip)
+
     def set_message(self, text: str) -> None:
         self.message.setText(text)

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
     parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (default: the remembered one, dark)")
+    parser.add_argument("--fullscreen", action="store_true", help="start in full screen (F or Esc leaves it)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")
     parser.add_argument("--benchmark-frames", type=int, metavar="N",
                         help="play N segmented frames, print stats and the worst UI stall as JSON, exit")
@@ -32,6 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --benchmark-frames: decode file sources as fast as the engine takes them")
     parser.add_argument("--window-size", default="1440x900", metavar="WxH",
                         help="window size for --screenshot and --benchmark-frames (default 1440x900)")
+    parser.add_argument("--profile", choices=("pi", "desktop"),
+                        help="defaults for the hardware: pi = Tiny (INT8 where faster), half scale, threads = cores, "
+                             "fewer effects (default: pi on a Raspberry Pi, else desktop)")
+    parser.add_argument("--kiosk", action="store_true",
+                        help="full screen, no window chrome, legend and FPS on the video; Esc or a long press quits")
+    parser.add_argument("--fallback", metavar="VIDEO", help="--kiosk: video looped while the camera cannot be opened")
+    parser.add_argument("--compare", metavar="MODEL:SCALE,...",
+                        help="open the compare view: 2 to 4 panes, e.g. tiny:half,tiny:full,base:full")
     return parser
 
 
@@ -46,7 +55,14 @@ def _window_size(text: str) -> tuple[int, int]:
 def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    if args.compare is not None:
+        from .compare_launch import launch_compare
+
+        return launch_compare(args, _window_size(args.window_size))
     measuring = args.benchmark_frames is not None or args.screenshot is not None
+    if args.fallback and not args.kiosk:
+        print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)
+        return 2
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
         return 2
@@ -66,8 +82,14 @@ def launch(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
+    from .profiles import apply_process_settings, apply_ui_settings, profile_for_args
     from .settings_store import APPLICATION, ORGANIZATION, SettingsStore
     from .theme import apply_theme
+
+    profile = profile_for_args(args)  # fills --model/--scale left unset; threads before any session
+    apply_process_settings(profile)
+    if args.kiosk and args.source is None:
+        args.source = "0"
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANIZATION)
@@ -78,8 +100,14 @@ def launch(argv: list[str]) -> int:
     apply_theme(app, settings.theme)
     if args.fast or args.unpaced:
         settings.realtime = False
+    apply_ui_settings(app, settings, profile)
     window = MainWindow(settings, models_dir=args.models_dir, source=args.source, model=args.model,
-                        scale=args.scale, probe_cameras=not measuring)
+                        scale=args.scale, probe_cameras=not measuring and not args.kiosk)
+    window.profile = profile
+    if args.kiosk:
+        from .kiosk import KioskController
+
+        window.kiosk = KioskController(window, args.source, fallback=args.fallback)
     if measuring:
         window.resize(*_window_size(args.window_size))
     runner = None
@@ -87,11 +115,15 @@ def launch(argv: list[str]) -> int:
         from .benchmark import BenchmarkRun
 
         runner = BenchmarkRun(window, args.benchmark_frames, unpaced=args.unpaced)
+        runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
+                        "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:
         from .screenshot import ScreenshotRun
 
         runner = ScreenshotRun(window, Path(args.screenshot), args.screenshot_after, has_source=args.source is not None)
     window.show()
+    if args.fullscreen:
+        window.set_fullscreen_on_start()
     # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
     signal.signal(signal.SIGINT, lambda *_: window.close())
     heartbeat = QTimer()

@@ -8,9 +8,16 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, 
 from engine.registry import ModelEntry
 
 from .model_choice import VARIANT_KEYS, available_variants
+from .model_tasks import accuracy_text
 
-NO_MODEL_TEXT = ("No model installed: video plays without segmentation. Import a checkpoint with "
-                 "'python main.py models import FILE.pth --dataset NAME' (see README), then press Reload.")
+NO_MODEL_TEXT = ("No model installed: video plays without segmentation. Download or import one in "
+                 "Models > Manage models…")
+
+
+def short_text(entry: ModelEntry) -> str:
+    """What fits in the picker: the name and mIoU; the full text is in the line below it."""
+    acc = entry.accuracy or {}
+    return f"{entry.name} · mIoU {100 * acc['miou']:.1f}" if isinstance(acc.get("miou"), float) else entry.name
 
 
 def entry_tooltip(entry: ModelEntry) -> str:
@@ -35,11 +42,12 @@ class ModelPanel(QGroupBox):
     variant_selected = Signal(str)  # "tiny" | "small" | "base"
     scale_selected = Signal(str)  # "full" | "half"
     reload_requested = Signal()
+    manage_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Model", parent)
         self.model_combo = QComboBox()
-        self.model_combo.setMinimumContentsLength(18)
+        self.model_combo.setMinimumContentsLength(22)
         self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.model_combo.activated.connect(self._on_model_activated)
         self.reload_button = QPushButton("Reload")
@@ -69,13 +77,20 @@ class ModelPanel(QGroupBox):
             scales.addWidget(button)
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
+        self.info_label = QLabel("")
+        self.info_label.setWordWrap(True)
+        self.manage_link = QLabel('<a href="manage">Download or import models…</a>')
+        self.manage_link.setToolTip("Models > Manage models (Ctrl+M)")
+        self.manage_link.linkActivated.connect(lambda _link: self.manage_requested.emit())
 
         grid = QGridLayout(self)
         grid.addWidget(self.model_combo, 0, 0)
         grid.addWidget(self.reload_button, 0, 1)
-        grid.addLayout(variants, 1, 0, 1, 2)
-        grid.addLayout(scales, 2, 0, 1, 2)
-        grid.addWidget(self.status_label, 3, 0, 1, 2)
+        grid.addLayout(variants, 2, 0, 1, 2)
+        grid.addLayout(scales, 3, 0, 1, 2)
+        grid.addWidget(self.info_label, 1, 0, 1, 2)
+        grid.addWidget(self.status_label, 4, 0, 1, 2)
+        grid.addWidget(self.manage_link, 5, 0, 1, 2)
         grid.setColumnStretch(0, 1)
         self._entries: list[ModelEntry] = []
 
@@ -84,7 +99,7 @@ class ModelPanel(QGroupBox):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         for entry in entries:
-            self.model_combo.addItem(entry.describe(), entry.name)
+            self.model_combo.addItem(short_text(entry), entry.name)
             self.model_combo.setItemData(self.model_combo.count() - 1, entry_tooltip(entry),
                                          Qt.ItemDataRole.ToolTipRole)
         self.model_combo.blockSignals(False)
@@ -104,10 +119,16 @@ class ModelPanel(QGroupBox):
         self.model_combo.blockSignals(False)
         entry = self.entry(name)
         self.model_combo.setToolTip(entry_tooltip(entry) if entry else "")
+        self.info_label.setText(f"{entry.variant}, {entry.dataset}, {entry.num_classes} classes\n{accuracy_text(entry)}"
+                                if entry else "")
         have = available_variants(self._entries, entry) if self._entries else set()
         for key, button in self.variant_buttons.items():
             button.setEnabled(key in have)
             button.setChecked(entry is not None and entry.variant == key)
+
+    def current_name(self) -> str | None:
+        name = self.model_combo.currentData()
+        return str(name) if name else None
 
     def set_scale(self, scale: str) -> None:
         for key, button in self.scale_buttons.items():

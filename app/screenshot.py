@@ -39,7 +39,7 @@ class ScreenshotRun(ScriptedRun):
             return
         if self.hover and self.window.view.has_image:
             rect = self.window.view.image_rect()
-            self.window._on_hover(*self.window.view.frame_pixel(rect.center()))
+            self.window.hover_at(*self.window.view.frame_pixel(rect.center()))
         QApplication.processEvents()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if not self.window.grab().save(str(self.out)):

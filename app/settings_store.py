@@ -160,6 +160,40 @@ class SettingsStore:
     def output_dir(self, folder: Path | str) -> None:
         self._set("capture/folder", str(folder))
 
+    @property
+    def annotate_dir(self) -> Path:
+        """Where Annotate video… writes: remembered, by default under the user's Videos folder."""
+        value = self._get("annotate/folder")
+        if value:
+            return Path(str(value))
+        videos = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.MoviesLocation)
+        return Path(videos or Path.home()) / "TopFormer Studio"
+
+    @annotate_dir.setter
+    def annotate_dir(self, folder: Path | str) -> None:
+        self._set("annotate/folder", str(folder))
+
+    @property
+    def palette(self) -> str:
+        value = str(self._get("display/palette", "distinct"))
+        return value if value in ("distinct", "dataset") else "distinct"
+
+    @palette.setter
+    def palette(self, value: str) -> None:
+        self._set("display/palette", value)
+
+    # -- models ----------------------------------------------------------------------------
+    def speed_ms(self, sha256: str) -> float | None:
+        """Measured ms per frame of the model file with this checksum on this machine (cached)."""
+        try:
+            value = self._get(f"speed/{sha256[:16]}")
+            return float(value) if value not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    def set_speed_ms(self, sha256: str, ms: float) -> None:
+        self._set(f"speed/{sha256[:16]}", float(ms))
+
     # -- window ---------------------------------------------------------------------------
     @property
     def geometry(self) -> QByteArray | None:

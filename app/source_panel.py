@@ -21,6 +21,10 @@ def _elide(text: str, limit: int) -> str:
     return f"{text[:keep]}…{text[-keep:]}"
 
 
+def camera_tooltip(found: bool) -> str:
+    return "Open the chosen camera" if found else "No camera found. Connect one, then press Refresh."
+
+
 class SourcePanel(QGroupBox):
     open_file_requested = Signal()
     camera_requested = Signal(int)
@@ -94,6 +98,13 @@ class SourcePanel(QGroupBox):
             self.camera_combo.addItem(f"Camera {index}", index)
         if current in indices:
             self.camera_combo.setCurrentIndex(indices.index(current))
+        self.camera_button.setEnabled(bool(indices))
+        self.camera_button.setToolTip(camera_tooltip(bool(indices)))
+
+    def selected_camera(self) -> int:
+        """The camera index chosen in the list (0 when the list is empty)."""
+        index = self.camera_combo.currentData()
+        return int(index) if index is not None else 0
 
     def set_source(self, info: SourceInfo | None) -> None:
         self._info = info

@@ -35,6 +35,13 @@ class RateMeter:
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
+    def count_per_s(self, now: float | None = None) -> float:
+        """Events in the window divided by the window's length (0 when none): for rare events."""
+        now = time.monotonic() if now is None else now
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        return len(self._times) / self.window_s
+
     def reset(self) -> None:
         self._times.clear()
 
@@ -47,7 +54,8 @@ class StatsSnapshot:
     inference_ms: float = 0.0  # median of the last runs
     e2e_fps: float = 0.0
     frames_read: int = 0
-    frames_dropped: int = 0
+    frames_dropped: int = 0  # since this source opened
+    dropped_per_s: float = 0.0  # over the last few seconds: a rate, so the number does not grow forever
     frames_processed: int = 0
     model: str = ""
     input_size: tuple[int, int] = (0, 0)  # network (height, width)
@@ -61,14 +69,32 @@ class StatsSnapshot:
         data["frame_size"] = list(self.frame_size)
         return data
 
-    def lines(self) -> list[str]:
-        """Compact text for the on-video overlay."""
+    def lines(self, latency_ms: float | None = None) -> list[str]:
+        """Compact text for the on-video overlay; ``latency_ms`` is capture-to-display, measured by the view."""
         ih, iw = self.input_size
+        latency = f"{latency_ms:6.0f} ms" if latency_ms is not None else "     -"
         return [
             f"{self.model or 'no model'}  {iw}x{ih} ({self.scale})",
             f"source {self.source_fps:5.1f} fps   shown {self.e2e_fps:5.1f} fps",
-            f"inference {self.inference_ms:6.1f} ms   dropped {self.frames_dropped}",
+            f"inference {self.inference_ms:6.1f} ms   dropped {self.dropped_per_s:4.1f}/s",
+            f"capture to screen {latency}",
         ]
+
+
+class LatencyMeter:
+    """Median capture-to-display delay of the last frames shown (UI thread only)."""
+
+    def __init__(self, window: int = 30):
+        self._ms: deque[float] = deque(maxlen=window)
+
+    def add(self, ms: float) -> None:
+        self._ms.append(ms)
+
+    def median(self) -> float | None:
+        return statistics.median(self._ms) if self._ms else None
+
+    def reset(self) -> None:
+        self._ms.clear()
 
 
 class PipelineStats:
@@ -79,6 +105,7 @@ class PipelineStats:
         self._infer_ms: deque[float] = deque(maxlen=window)
         self._source = RateMeter()
         self._shown = RateMeter()
+        self._drops = RateMeter(window_s=5.0)
         self.read = 0
         self.dropped = 0
         self.processed = 0
@@ -89,6 +116,7 @@ class PipelineStats:
             self._source.tick()
             if replaced_unprocessed:
                 self.dropped += 1
+                self._drops.tick()
 
     def frame_processed(self, infer_ms: float | None) -> None:
         """A frame reached the view; ``infer_ms`` is None when it was shown without a model."""
@@ -108,6 +136,7 @@ class PipelineStats:
         with self._lock:
             self._source.reset()
             self._shown.reset()
+            self._drops.reset()
             self._infer_ms.clear()
             self.read = self.dropped = self.processed = 0
 
@@ -120,6 +149,7 @@ class PipelineStats:
                 e2e_fps=round(self._shown.rate(), 2),
                 frames_read=self.read,
                 frames_dropped=self.dropped,
+                dropped_per_s=round(self._drops.count_per_s(), 2),
                 frames_processed=self.processed,
                 **context,
             )

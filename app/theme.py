@@ -14,8 +14,10 @@ log = logging.getLogger(__name__)
 
 # Widgets owned by the app that need their own look in both themes (object names).
 EXTRA_QSS = """
-QLabel#ErrorBanner { background: #8c1d18; color: #ffffff; padding: 6px 10px; border-radius: 4px; }
-QLabel#InfoBanner { background: #1d4f8c; color: #ffffff; padding: 6px 10px; border-radius: 4px; }
+QFrame#ErrorBanner { background: #8c1d18; border-radius: 4px; }
+QFrame#InfoBanner { background: #1d4f8c; border-radius: 4px; }
+QFrame#ErrorBanner QLabel, QFrame#InfoBanner QLabel, QFrame#ErrorBanner QToolButton,
+QFrame#InfoBanner QToolButton { color: #ffffff; background: transparent; }
 QLabel#EmptyTitle { font-size: 20px; font-weight: 600; }
 """
 

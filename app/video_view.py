@@ -25,6 +25,8 @@ class QtVideoView(QWidget):
         self._frame_size = QSize()  # source pixels (w, h)
         self._stats_lines: list[str] = []
         self.show_stats = True
+        self.show_legend = False  # the legend drawn on the picture (full screen has no side panel)
+        self._legend: list[tuple[str, tuple[int, int, int], float]] = []  # name, RGB, % area
         self.paint_count = 0
         font = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
         font.setPointSizeF(max(8.0, font.pointSizeF() * 0.95))
@@ -53,6 +55,16 @@ class QtVideoView(QWidget):
         if self.show_stats:
             self.update()
 
+    def set_legend(self, legend: list[tuple[int, str, float]], palette_rgb) -> None:
+        """Classes present in the frame, largest first (as FrameResult.legend), with their colours."""
+        self._legend = [(name, tuple(int(c) for c in palette_rgb[i]) if i < len(palette_rgb) else (0, 0, 0), pct)
+                        for i, name, pct in legend[:12]]
+        if self.show_legend:
+            self.update()
+
+    def legend_names(self) -> list[str]:
+        return [name for name, _, _ in self._legend]
+
     def image_rect(self) -> QRect:
         """Where the picture is drawn, in widget coordinates (aspect ratio kept, centred)."""
         if self._frame_size.isEmpty():
@@ -73,7 +85,27 @@ class QtVideoView(QWidget):
             self.paint_count += 1
         if self.show_stats and self._stats_lines and self._image is not None:
             self._paint_stats(painter)
+        if self.show_legend and self._legend and self._image is not None:
+            self._paint_legend(painter)
         painter.end()
+
+    def _paint_legend(self, painter: QPainter) -> None:
+        painter.setFont(self._stats_font)
+        metrics = painter.fontMetrics()
+        pad, line_h = 6, metrics.height() + 2
+        lines = [f"{name}  {pct:4.1f} %" for name, _, pct in self._legend]
+        width = max(metrics.horizontalAdvance(line) for line in lines) + 3 * pad + line_h
+        height = line_h * len(lines) + 2 * pad
+        rect = self.image_rect()
+        box = QRect(QPoint(rect.left() + 8, rect.bottom() - 8 - height), QSize(width, height))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(0, 0, 0, 170))
+        painter.drawRoundedRect(box, 4, 4)
+        for i, ((_, rgb, _), line) in enumerate(zip(self._legend, lines)):
+            top = box.top() + pad + i * line_h
+            painter.fillRect(QRect(box.left() + pad, top + 2, line_h - 4, line_h - 4), QColor(*rgb))
+            painter.setPen(QColor(235, 235, 235))
+            painter.drawText(box.left() + 2 * pad + line_h, top + metrics.ascent() + 1, line)
 
     def _paint_stats(self, painter: QPainter) -> None:
         painter.setFont(self._stats_font)

@@ -31,6 +31,7 @@ from .capture import Recorder, capture_stem, ensure_writable_folder, save_snapsh
 from .frame_reader import FrameReader, Packet, SourceInfo
 from .frame_slot import LatestSlot
 from .model_loader import ModelLoader
+from .palettes import PaletteCache
 from .stats import PipelineStats, StatsSnapshot
 
 
@@ -54,6 +55,8 @@ class ComposeJob:
     labels: np.ndarray | None
     input_size: tuple[int, int]
     infer_ms: float | None
+    confidence: float | None
+    palette_mode: str
 
 
 @dataclass
@@ -73,7 +76,17 @@ class FrameResult:
     model: str
     infer_ms: float | None  # this frame's inference time; None when reused or without a model
     is_new: bool  # False when an earlier frame was drawn again (display, model or size changed)
+    confidence: float | None = None  # SegResult.confidence of this frame, when the engine reports it
+    read_at: float = 0.0  # monotonic time the frame left the source (for capture-to-display latency)
     shown_at: float = field(default_factory=time.monotonic)
+
+    def class_at(self, x: int, y: int) -> str:
+        """``(x, y) name`` of the class at a frame pixel; empty outside the frame or without a model."""
+        if x < 0 or y < 0 or self.labels is None or y >= self.labels.shape[0] or x >= self.labels.shape[1]:
+            return ""
+        class_id = int(self.labels[y, x])
+        name = self.class_names[class_id] if class_id < len(self.class_names) else f"class {class_id}"
+        return f"({x}, {y}) {name}"
 
 
 def to_qimage(bgr: np.ndarray) -> QImage:
@@ -124,6 +137,8 @@ class InferenceWorker(QObject):
         self._segmenter: Segmenter | None = None
         self._scale = "full"
         self._display = DisplayOptions()
+        self._palette_mode = "distinct"
+        self._palettes = PaletteCache()
         self._view_size = (0, 0)
         self._result: FrameResult | None = None
         self._notified = False
@@ -170,6 +185,12 @@ class InferenceWorker(QObject):
             self._display = DisplayOptions(float(opacity), bool(boundaries), bool(mask_only))
         self._slot.poke()
 
+    def set_palette(self, mode: str) -> None:
+        """"distinct" (street classes in clearly different hues) or "dataset" (the official colours)."""
+        with self._lock:
+            self._palette_mode = mode
+        self._slot.poke()
+
     def set_view_size(self, width: int, height: int) -> None:
         with self._lock:
             self._view_size = (int(width), int(height))
@@ -199,6 +220,15 @@ class InferenceWorker(QObject):
     def scale(self) -> str:
         with self._lock:
             return self._scale
+
+    def current_source(self) -> SourceInfo | None:
+        """The source the reader has open now (None after it failed or closed)."""
+        return self.reader.info
+
+    def serving_providers(self) -> list[str]:
+        """ONNX Runtime providers of the model serving frames (empty without one)."""
+        segmenter = self.segmenter
+        return segmenter.providers if segmenter is not None else []
 
     def take_result(self) -> FrameResult | None:
         """The newest finished frame (UI thread); re-arms ``frame_ready``."""
@@ -287,8 +317,9 @@ class InferenceWorker(QObject):
         """Inference thread: segment, then hand the frame to the compose thread."""
         with self._lock:
             segmenter, scale, display, view = self._segmenter, self._scale, self._display, self._view_size
-        labels, input_size, infer_ms = self._labels(packet, segmenter, scale, redo)
-        job = ComposeJob(packet, redo, segmenter, scale, display, view, labels, input_size, infer_ms)
+            mode = self._palette_mode
+        labels, input_size, infer_ms, confidence = self._labels(packet, segmenter, scale, redo)
+        job = ComposeJob(packet, redo, segmenter, scale, display, view, labels, input_size, infer_ms, confidence, mode)
         with self._compose_cond:
             while self._compose_job is not None and not self._stop.is_set():
                 self._compose_cond.wait(0.2)  # compose still busy with the frame before the last
@@ -318,12 +349,14 @@ class InferenceWorker(QObject):
         """Compose thread: overlay, recording, legend, view-sized QImage, publish."""
         packet, redo, segmenter, scale = job.packet, job.redo, job.segmenter, job.scale
         display, view, labels, input_size, infer_ms = job.display, job.view, job.labels, job.input_size, job.infer_ms
+        confidence = job.confidence
         frame = packet.frame.image
+        rgb, bgr = self._palettes.get(segmenter, job.palette_mode)
         if labels is None:
             out = frame
         else:
             opacity = 1.0 if display.mask_only else display.opacity
-            out = overlay.blend(frame, labels, segmenter.palette_bgr, opacity, boundaries=display.boundaries)
+            out = overlay.blend(frame, labels, bgr, opacity, boundaries=display.boundaries)
         if not redo:
             self._record(out, packet.frame.index)
         legend = overlay.present_classes(labels, segmenter.class_names, 0.05) if labels is not None else []
@@ -339,9 +372,8 @@ class InferenceWorker(QObject):
         result = FrameResult(
             image=to_qimage(shown), frame_bgr=frame, overlay_bgr=out, labels=labels,
             class_names=segmenter.class_names if segmenter is not None else [],
-            palette_rgb=segmenter.palette_rgb if segmenter is not None else np.zeros((0, 3), np.uint8),
-            legend=legend, frame_index=packet.frame.index, source=packet.info, stats=stats, model=model,
-            infer_ms=infer_ms, is_new=not redo)
+            palette_rgb=rgb, legend=legend, frame_index=packet.frame.index, source=packet.info, stats=stats,
+            model=model, infer_ms=infer_ms, is_new=not redo, confidence=confidence, read_at=packet.read_at)
         with self._lock:
             self._result = result
             notify = not self._notified
@@ -357,31 +389,32 @@ class InferenceWorker(QObject):
             self.error_occurred.emit(message)
 
     def _labels(self, packet: Packet, segmenter: Segmenter | None, scale: str,
-                redo: bool) -> tuple[np.ndarray | None, tuple[int, int], float | None]:
+                redo: bool) -> tuple[np.ndarray | None, tuple[int, int], float | None, float | None]:
         """Class map of the packet's frame, reusing the last one when only the display changed."""
         if segmenter is None:
             if not redo:
                 self.stats.frame_processed(None)
-            return None, (0, 0), None
+            return None, (0, 0), None, None
         frame = packet.frame.image
         input_size = segmenter.input_size(frame.shape[:2], scale)
         c_packet, c_segmenter, c_scale, c_labels = self._cache
         if redo and c_packet is packet and c_segmenter is segmenter and c_scale == scale:
-            return c_labels, input_size, None
+            return c_labels, input_size, None, None
         t0 = time.perf_counter()
         try:
-            labels = segmenter.segment(frame, scale, cancel=self._cancel).labels
+            result = segmenter.segment(frame, scale, cancel=self._cancel)
+            labels = result.labels
         except Exception as exc:  # noqa: BLE001 - a model that fails on a frame must not stop the app
             if self._stop.is_set():
-                return None, input_size, None
+                return None, input_size, None, None
             if self._failed_model != segmenter.name:
                 self._failed_model = segmenter.name
                 self.error_occurred.emit(f"model {segmenter.name} failed on this frame: {exc}")
-            return None, input_size, None
+            return None, input_size, None, None
         infer_ms = (time.perf_counter() - t0) * 1000.0
         self.stats.frame_processed(infer_ms)
         self._cache = (packet, segmenter, scale, labels)
-        return labels, input_size, infer_ms
+        return labels, input_size, infer_ms, getattr(result, "confidence", None)
 
     # -- recording (inference thread only) ----------------------------------------------------------------
     def _handle_recording_request(self) -> None:

@@ -305,3 +305,41 @@ def _naive_or_none(onnx_path: Path, workdir: Path, threads: int | None = None) -
 
 def as_dicts(rows: list[BenchRow]) -> list[dict]:
     return [asdict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# The engine's own speed on a job's frames (annotate --json: the pipeline's ratio to segment alone).
+# Kept as its own section: the benchmarks above and these helpers change for different reasons.
+# --------------------------------------------------------------------------------------------
+def sample_frames(video: Path | str, indices: list[int], count: int) -> list[np.ndarray]:
+    """Up to ``count`` of the selected frames, spread over the selection (decoded sequentially)."""
+    from .sources import SelectedFrames
+
+    if not indices:
+        return []
+    step = max(1, len(indices) // max(count, 1))
+    frames = []
+    with SelectedFrames(video, single_thread=False, seek_ahead=None) as reader:
+        for index in sorted(set(indices[::step][:count])):
+            image = reader.frame(index)
+            if image is None:
+                break
+            frames.append(image)
+    return frames
+
+
+def segment_fps(segmenter: Segmenter, frames: list[np.ndarray], scale, min_seconds: float = 0.0) -> tuple[int, float]:
+    """(calls, seconds) of ``Segmenter.segment`` alone over ``frames`` after one warm-up call;
+    the frames are cycled until ``min_seconds`` have passed (short windows are noisy on a busy machine)."""
+    if not frames:
+        return 0, 0.0
+    segmenter.segment(frames[0], scale)
+    calls = 0
+    t = time.perf_counter()
+    while True:
+        for frame in frames:
+            segmenter.segment(frame, scale)
+        calls += len(frames)
+        seconds = time.perf_counter() - t
+        if seconds >= min_seconds:
+            return calls, seconds

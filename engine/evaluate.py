@@ -4,16 +4,25 @@ The model runs through :class:`engine.segmenter.Segmenter`, the same code the ap
 so the reported number is the accuracy users get. Predictions come back at the frame's
 size, so metrics are computed on the original labels (no label resizing); pixels whose
 label is the dataset's ignore index (CamVid: 11 = void) or any id >= num_classes are skipped.
+
+Besides the figure over all frames, every result holds the figure per drive (the frame
+name's prefix, see :func:`engine.datasets.drive_of`): a drive the model was not trained on
+predicts accuracy on users' footage; the mixed figure over a drive it trained on does not.
+Progress is reported through a callback; drawing it is the CLI's business.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .datasets import read_image_bgr, read_label, select_samples
 from .errors import StudioError
+
+ProgressFn = Callable[[int, int], None]  # (images done, images in all)
 
 
 def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int) -> np.ndarray:
@@ -60,47 +69,72 @@ class EvalResult:
     scale: str
     metrics: dict
     seconds: float
+    per_drive: dict[str, dict] = field(default_factory=dict)  # drive -> metrics + "images"
 
     def to_json(self) -> dict:
         return {"model": self.model, "split": self.split, "images": self.images, "scale": self.scale,
-                "seconds": round(self.seconds, 2), **self.metrics}
+                "seconds": round(self.seconds, 2), **self.metrics, "per_drive": self.per_drive}
 
 
-def evaluate_model(name: str, data: str | Path, split: str = "val", models_dir: str | Path | None = None,
-                   limit: int | None = None, scale: str | float = "full", progress: bool = False) -> EvalResult:
-    """Run model ``name`` (from the registry) over ``data``/``split`` and score it."""
+def metrics_by_group(confs: dict[str, np.ndarray], counts: dict[str, int],
+                     class_names: list[str] | None = None) -> dict[str, dict]:
+    """Metrics of each group's summed confusion matrix, with its image count, groups sorted."""
+    return {g: {"images": counts[g], **metrics_from_confusion(confs[g], class_names)} for g in sorted(confs)}
+
+
+def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "val",
+                   models_dir: str | Path | None = None, limit: int | None = None, scale: str | float = "full",
+                   drives: Sequence[str] | None = None, on_progress: ProgressFn | None = None) -> EvalResult:
+    """Run model ``name`` (from the registry) over ``data``/``split`` and score it, over all
+    frames and per drive. ``split`` may name several splits (``"train,val"``); ``drives``
+    keeps only those drives' frames; ``limit`` keeps the first N frames (by name, after the
+    drive selection)."""
     from .segmenter import Segmenter
-    from .training.data import list_samples, read_image_bgr, read_label
 
-    samples = list_samples(data, split)
+    samples = select_samples(data, split, drives=drives)
     if limit is not None:
         if limit < 1:
             raise StudioError("--limit must be at least 1")
         samples = samples[:limit]
     seg = Segmenter.load(name, models_dir=Path(models_dir) if models_dir else None)
     n = seg.num_classes
-    conf = np.zeros((n, n), np.int64)
+    confs: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
     t0 = time.perf_counter()
-    it = samples
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(samples, desc=f"eval {name}", unit="img")
-    for s in it:
+    for i, s in enumerate(samples):
         frame = read_image_bgr(s.image)
         label = read_label(s.label)
         if label.shape != frame.shape[:2]:
             raise StudioError(f"{s.name}: image {frame.shape[:2]} and label {label.shape} sizes differ")
         pred = seg.segment(frame, scale=scale).labels
+        conf = confs.setdefault(s.drive, np.zeros((n, n), np.int64))
         conf += confusion_matrix(pred, label, n)
-    metrics = metrics_from_confusion(conf, list(seg.class_names))
-    return EvalResult(name, split, len(samples), str(scale), metrics, time.perf_counter() - t0)
+        counts[s.drive] = counts.get(s.drive, 0) + 1
+        if on_progress is not None:
+            on_progress(i + 1, len(samples))
+    names = list(seg.class_names)
+    metrics = metrics_from_confusion(sum(confs.values()), names)
+    split_text = split if isinstance(split, str) else ",".join(split)
+    return EvalResult(name, split_text, len(samples), str(scale), metrics, time.perf_counter() - t0,
+                      per_drive=metrics_by_group(confs, counts, names))
+
+
+def _cell(v: float | None) -> str:
+    return "   n/a" if v is None else f"{v * 100:6.2f}"
 
 
 def format_report(res: EvalResult) -> str:
-    """Human-readable table of per-class IoU."""
+    """Human-readable table of per-class IoU: one column over all frames, then (when the
+    frames come from more than one drive, or the one drive is named) one column per drive."""
     lines = [f"model {res.model}  split {res.split}  images {res.images}  scale {res.scale}  ({res.seconds:.1f} s)"]
-    for cname, v in res.metrics["per_class"].items():
-        lines.append(f"  {cname:<14} {'   n/a' if v is None else f'{v * 100:6.2f}'}")
-    lines.append(f"  {'mIoU':<14} {res.metrics['miou'] * 100:6.2f}")
-    lines.append(f"  {'pixel acc':<14} {res.metrics['pixel_acc'] * 100:6.2f}")
+    drives = list(res.per_drive)
+    cols = [("all", res.metrics, res.images)] + [(d, res.per_drive[d], res.per_drive[d]["images"]) for d in drives]
+    if len(drives) == 1 and res.per_drive[drives[0]]["images"] == res.images:
+        cols = cols[:1] if drives[0] == "-" else [(drives[0], res.metrics, res.images)]
+    lines.append(f"  {'':<14}" + "".join(f" {c[0]:>8}" for c in cols))
+    lines.append(f"  {'images':<14}" + "".join(f" {c[2]:>8}" for c in cols))
+    for cname in res.metrics["per_class"]:
+        lines.append(f"  {cname:<14}" + "".join(f" {_cell(c[1]['per_class'][cname]):>8}" for c in cols))
+    lines.append(f"  {'mIoU':<14}" + "".join(f" {_cell(c[1]['miou']):>8}" for c in cols))
+    lines.append(f"  {'pixel acc':<14}" + "".join(f" {_cell(c[1]['pixel_acc']):>8}" for c in cols))
     return "\n".join(lines)

@@ -141,6 +141,17 @@ class Registry:
         self._write(models)
         return entry
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (manifest first, so an interruption never leaves an entry without its file)."""
+        models = self._load()
+        entry = next((d for d in models if d.get("name") == name), None)
+        if entry is None:
+            raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+        self._write([d for d in models if d.get("name") != name])
+        onnx = entry.get("onnx")
+        if onnx and not any(d.get("onnx") == onnx for d in models if d is not entry):
+            (self.dir / onnx).unlink(missing_ok=True)
+
     def update_accuracy(self, name: str, accuracy: dict) -> None:
         models = self._load()
         for d in models:

@@ -76,3 +76,18 @@ def models_copy(tmp_path, random_models_dir) -> Path:
     out = tmp_path / "models"
     shutil.copytree(random_models_dir, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def shipped_models_dir() -> Path:
+    """The repository's models/ folder (camvid-tiny, -small, -base): real ONNX files, no torch
+    export needed. Read-only for tests: use a copy to install or remove models."""
+    return REPO / "models"
+
+
+@pytest.fixture
+def shipped_models_copy(tmp_path, shipped_models_dir) -> Path:
+    """A private, writable copy of the shipped models (for tests that damage or add a model)."""
+    out = tmp_path / "models"
+    shutil.copytree(shipped_models_dir, out)
+    return out

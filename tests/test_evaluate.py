@@ -66,10 +66,118 @@ def test_perfect_prediction():
     assert m["miou"] == 1.0 and m["pixel_acc"] == 1.0
 
 
-def test_evaluate_module_does_not_import_torch():
-    code = "import sys, engine.evaluate, engine.cli.eval_cmd, engine.training.data; print('torch' in sys.modules)"
+def test_evaluate_module_does_not_import_torch_nor_training():
+    code = ("import sys, engine.evaluate, engine.cli.eval_cmd, engine.datasets; "
+            "print('torch' in sys.modules, 'engine.training' in sys.modules, 'tqdm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False False"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names.add("." * node.level + (node.module or ""))
+    return names
+
+
+def test_only_the_cli_draws_progress_bars():
+    """The engine reports progress through callbacks (issue 12): evaluate and the trainer
+    import no tqdm, and evaluate reaches no training module, not even lazily."""
+    for rel in ("engine/evaluate.py", "engine/training/trainer.py", "engine/training/data.py",
+                "engine/datasets.py"):
+        mods = _imported_modules(REPO / rel)
+        assert not any(m.split(".")[0] == "tqdm" for m in mods), rel
+    mods = _imported_modules(REPO / "engine" / "evaluate.py")
+    assert not any("training" in m for m in mods), mods
+    assert "tqdm" in _imported_modules(REPO / "engine" / "cli" / "eval_cmd.py")
+
+
+# ----------------------------------------------------------------- drives
+
+def test_drive_of_frame_names():
+    from engine.datasets import NO_DRIVE, drive_of
+
+    assert drive_of("0001TP_006690") == "0001TP"
+    assert drive_of("0016E5_07959") == "0016E5"
+    assert drive_of("Seq05VD_f00000") == "Seq05VD"
+    assert drive_of("frame7") == NO_DRIVE and drive_of("_x") == NO_DRIVE
+
+
+def _drive_dataset(root: Path, frames: dict[str, list[str]], size=(36, 48)) -> Path:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for split, names in frames.items():
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for n in names:
+            cv2.imwrite(str(root / "images" / split / f"{n}.png"), rng.integers(0, 255, (*size, 3), dtype=np.uint8))
+            cv2.imwrite(str(root / "labels" / split / f"{n}.png"), rng.integers(0, 12, size, dtype=np.uint8))
+    return root
+
+
+def test_select_samples_by_split_and_drive(tmp_path):
+    from engine.datasets import select_samples
+    from engine.errors import StudioError
+
+    root = _drive_dataset(tmp_path / "ds", {"train": ["A1_0", "A1_1", "B2_0"], "val": ["C3_0", "A1_9"]})
+    assert [s.name for s in select_samples(root, "train,val")] == ["A1_0", "A1_1", "B2_0", "A1_9", "C3_0"]
+    held = select_samples(root, ["train", "val"], drives=["A1"])
+    assert [s.name for s in held] == ["A1_0", "A1_1", "A1_9"]
+    rest = select_samples(root, "train,val", exclude_drives=["A1"])
+    assert [s.name for s in rest] == ["B2_0", "C3_0"]
+    assert {s.name for s in held} | {s.name for s in rest} == {s.name for s in select_samples(root, "train,val")}
+    with pytest.raises(StudioError, match="drive ZZ not in"):
+        select_samples(root, "train", drives=["ZZ"])
+    with pytest.raises(StudioError, match="excluded drive C3"):
+        select_samples(root, "train", exclude_drives=["C3"])
+    with pytest.raises(StudioError, match="no frames left"):
+        select_samples(root, "val", exclude_drives=["A1", "C3"])
+
+
+@pytest.mark.shared
+def test_eval_per_drive_adds_up_and_matches_single_drive_runs(shared_dir, tmp_path, capsys):
+    """Two frames of each CamVid drive in one folder: the per-drive figures equal those of
+    evaluating each drive alone, the pixels add up, and the mixed mIoU is not their mean."""
+    import shutil
+
+    from engine.evaluate import evaluate_model, format_report
+
+    camvid = shared_dir / "datasets" / "camvid"
+    root = tmp_path / "mixed"
+    for sub in ("images/val", "labels/val"):
+        (root / sub).mkdir(parents=True)
+    picks = {"0001TP": "train", "0006R0": "train", "0016E5": "val"}
+    for drive, split in picks.items():
+        names = sorted(p.stem for p in (camvid / "images" / split).glob(f"{drive}_*"))[:2]
+        for n in names:
+            shutil.copy(camvid / "images" / split / f"{n}.jpg", root / "images" / "val")
+            shutil.copy(camvid / "labels" / split / f"{n}.png", root / "labels" / "val")
+    res = evaluate_model("camvid-tiny", root, "val")
+    assert list(res.per_drive) == ["0001TP", "0006R0", "0016E5"]
+    assert all(d["images"] == 2 for d in res.per_drive.values())
+    assert sum(d["pixels"] for d in res.per_drive.values()) == res.metrics["pixels"]
+    for drive, m in res.per_drive.items():
+        alone = evaluate_model("camvid-tiny", root, "val", drives=[drive])
+        assert alone.images == 2 and alone.metrics["miou"] == pytest.approx(m["miou"], abs=1e-12)
+        assert list(alone.per_drive) == [drive]
+    mean_of_drives = np.mean([d["miou"] for d in res.per_drive.values()])
+    assert res.metrics["miou"] != pytest.approx(mean_of_drives, abs=1e-6)
+    table = format_report(res).splitlines()
+    assert table[1].split() == ["all", "0001TP", "0006R0", "0016E5"]
+    assert table[2].split() == ["images", "6", "2", "2", "2"]
+    assert run_command(["eval", "--model", "camvid-tiny", "--data", str(root), "--drive", "0006R0", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["images"] == 2 and list(out["per_drive"]) == ["0006R0"]
+    assert out["per_drive"]["0006R0"]["miou"] == pytest.approx(res.per_drive["0006R0"]["miou"], abs=1e-12)
+    assert run_command(["eval", "--model", "camvid-tiny", "--data", str(root), "--drive", "0009XX"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0009XX" in err[0]
 
 
 def test_eval_cli_missing_data_dir(tmp_path, capsys):
@@ -99,7 +207,7 @@ def test_eval_cli_unknown_model(shared_dir, tmp_path, capsys):
 
 def _shipped_camvid_models() -> list[str]:
     manifest = json.loads((REPO / "models" / "manifest.json").read_text())
-    return [m["name"] for m in manifest["models"] if m["dataset"] == "camvid"]
+    return [m["name"] for m in manifest["models"] if m["dataset"] == "camvid" and not m["name"].endswith("-int8")]
 
 
 def test_default_model_is_shipped():

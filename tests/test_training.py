@@ -9,6 +9,7 @@ import pytest
 
 from engine.cli import run_command
 from engine.errors import StudioError
+from engine.datasets import list_samples
 from engine.training import data as D
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,16 +37,16 @@ def _fake_dataset(root: Path, n: int = 3, split: str = "train") -> Path:
 
 def test_list_samples_errors(tmp_path):
     with pytest.raises(StudioError, match="not found"):
-        D.list_samples(tmp_path / "missing", "train")
+        list_samples(tmp_path / "missing", "train")
     (tmp_path / "images" / "val").mkdir(parents=True)
     (tmp_path / "labels" / "val").mkdir(parents=True)
     with pytest.raises(StudioError, match="empty"):
-        D.list_samples(tmp_path, "val")
+        list_samples(tmp_path, "val")
     with pytest.raises(StudioError, match="no split"):
-        D.list_samples(tmp_path, "test")
+        list_samples(tmp_path, "test")
     (tmp_path / "images" / "val" / "a.jpg").write_bytes(b"x")
     with pytest.raises(StudioError, match="no label"):
-        D.list_samples(tmp_path, "val")
+        list_samples(tmp_path, "val")
 
 
 def test_any_folder_in_the_layout_works(tmp_path):
@@ -57,7 +58,7 @@ def test_any_folder_in_the_layout_works(tmp_path):
 
 @pytest.mark.shared
 def test_real_camvid_samples_load(camvid):
-    samples = D.list_samples(camvid, "train")
+    samples = list_samples(camvid, "train")
     assert len(samples) == 367
     images, labels = D.load_split(camvid, "val", limit=2)
     assert images[0].shape == (360, 480, 3) and labels[0].shape == (360, 480)
@@ -188,7 +189,7 @@ def test_train_resume_continues_exactly(camvid, tmp_path):
 
     cfg = json.loads((straight / "config.json").read_text())
     cfg.update(out=str(split), crop=tuple(cfg["crop"]), scale_range=tuple(cfg["scale_range"]))
-    train(TrainConfig(**cfg), progress=False, stop_after_epochs=1)  # "interrupted" after epoch 1
+    train(TrainConfig(**cfg), stop_after_epochs=1)  # "interrupted" after epoch 1
     assert torch.load(split / "last.pth", weights_only=False)["epoch"] == 1
     assert run_command(["train", "--out", str(split), "--resume", "--data", str(camvid), "--threads", "1",
                         "--no-progress"]) == 0
@@ -203,9 +204,17 @@ def test_train_resume_continues_exactly(camvid, tmp_path):
     # The resumed run logged the same validation numbers.
     log_b = [json.loads(line) for line in (split / "log.jsonl").read_text().splitlines()]
     assert [r["miou"] for r in log_b] == [r["miou"] for r in log]
-    # And the weights really changed during training (not a no-op loop).
-    first = torch.load(split / "best.pth", weights_only=False)
-    assert first["epoch"] in (1, 2)
+    # And the weights really changed during training (not a no-op loop): compared with the
+    # initialisation the trainer starts from (same seed), and the EMA is not the raw weights.
+    from engine.training.trainer import TrainConfig as TC, build_model
+
+    torch.manual_seed(0)
+    init = build_model(TC(variant="tiny")).state_dict()
+    floats = [k for k, v in init.items() if v.dtype.is_floating_point and "running" not in k]
+    changed = sum(not torch.equal(init[k], a["model"][k]) for k in floats)
+    assert changed > 0.9 * len(floats)
+    assert b["ema"]["updates"] == 4
+    assert any(not torch.equal(a["ema"]["state"][k], a["model"][k]) for k in floats)
 
 
 @pytest.mark.torch
@@ -218,7 +227,7 @@ def test_training_reduces_loss(camvid, tmp_path):
     cfg = TrainConfig(data=str(camvid), out=str(tmp_path / "r"), epochs=6, batch=4, crop=(96, 128), lr=2e-3,
                       warmup_iters=1, limit=4, val_limit=1, eval_every=1, threads=1, ema=0.0, drop_path=0.0,
                       scale_range=(1.0, 1.0))
-    train(cfg, progress=False)
+    train(cfg)
     log = [json.loads(line) for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["loss"] < log[0]["loss"] * 0.9
 
@@ -255,8 +264,9 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     run = tmp_path / "run"
-    assert run_command(_small_args(camvid, run, 1)) == 0
+    assert run_command(_small_args(camvid, run, 1) + ["--holdout-drive", "0001TP"]) == 0
     models = tmp_path / "models"
+    from engine.evaluate import evaluate_model
     from engine.training.ship import ship_run
 
     info = ship_run(run, "camvid-test", models_dir=models, data=camvid, limit=2)
@@ -276,6 +286,16 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     assert {"miou", "per_class", "pixel_acc"} <= set(out)
     assert out["images"] == 2 and len(out["per_class"]) == 11
     assert out["miou"] == pytest.approx(entry["accuracy"]["miou"], abs=1e-6) == pytest.approx(info["miou"], abs=1e-6)
+    # A held-out run: the manifest says what it was selected on and measures that drive by eval.
+    acc = entry["accuracy"]
+    assert training["holdout_drive"] == "0001TP" and training["selected_on"] == "holdout 0001TP"
+    assert training["recipe"]["loss"] == "ce" and training["recipe"]["photometric"] == "basic"
+    assert "0001TP" not in training["train_frames"] and "without drive 0001TP" in entry["notes"]
+    hold = acc["holdout"]
+    assert hold["drive"] == "0001TP" and hold["images"] == 2 and hold["split"] == "train,val"
+    again = evaluate_model("camvid-test", camvid, "train,val", models_dir=models, drives=["0001TP"], limit=2)
+    assert again.metrics["miou"] == pytest.approx(hold["miou"], abs=1e-6) == pytest.approx(info["holdout_miou"], abs=1e-6)
+    assert list(acc["per_drive"]) == ["0016E5"] and out["per_drive"]["0016E5"]["miou"] == pytest.approx(out["miou"])
 
 
 @pytest.mark.torch
@@ -303,3 +323,250 @@ def test_optimizer_state_is_matched_by_parameter_name():
         for name, p in zip(g["names"], g["params"]):
             assert p is params[name]
             assert torch.equal(opt_new.state[p]["exp_avg"], opt_old.state[p]["exp_avg"]), name
+
+
+# ----------------------------------------------------------------- held-out drive, recipe
+
+def _block_pair(h: int = 90, w: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """An image whose colour encodes its label: blocks of 15 px, class (by+bx) % 11, image
+    value 20 * (class + 1) in every channel (void: 240); padding will show as 0."""
+    ys, xs = np.mgrid[0:h, 0:w]
+    lbl = ((ys // 15 + xs // 15) % 11).astype(np.uint8)
+    lbl[:, :6] = 11
+    img = np.repeat((lbl.astype(np.int32) * 20 + 20).astype(np.uint8)[..., None], 3, axis=2)
+    return img, lbl
+
+
+def test_augmentation_keeps_image_and_label_aligned_at_scales_up_to_3():
+    """Random scale 0.5-3.0, pad, crop, flip: where the label says class c, the image still
+    shows 20*(c+1) (off block edges, where bilinear and nearest resizing differ by design),
+    and padded pixels (image 0) are void."""
+    import cv2
+
+    img, lbl = _block_pair()
+    cfg = D.AugConfig(crop=(64, 96), scale_range=(0.5, 3.0), photometric="none", cat_max_ratio=1.0)
+    rng = np.random.default_rng(0)
+    k = np.ones((5, 5), np.uint8)
+    checked = padded = 0
+    for _ in range(30):
+        a, b = D.augment(img, lbl, rng, cfg)
+        assert a.shape == (64, 96, 3) and b.shape == (64, 96)
+        pad = a[..., 0] == 0
+        assert (b[pad] == 11).all()
+        padded += pad.sum()
+        flat = (cv2.dilate(b, k) == cv2.erode(b, k)) & ~cv2.dilate(pad.astype(np.uint8), k).astype(bool)
+        flat[:2, :] = flat[-2:, :] = flat[:, :2] = flat[:, -2:] = False
+        diff = np.abs(a[..., 0].astype(int) - (b.astype(int) * 20 + 20))[flat]
+        assert (diff <= 2).mean() > 0.99
+        checked += flat.sum()
+    assert checked > 30 * 64 * 96 // 3 and padded > 0  # the check saw most pixels, and some padding
+
+
+def test_strong_photometric_changes_only_the_image():
+    img, lbl = _block_pair()
+    base = D.AugConfig(crop=(64, 96), scale_range=(1.0, 1.0), photometric="none")
+    strong = D.AugConfig(crop=(64, 96), scale_range=(1.0, 1.0), photometric="strong")
+    changed = 0
+    for seed in range(6):
+        a0, b0 = D.augment(img, lbl, np.random.default_rng(seed), base)
+        a1, b1 = D.augment(img, lbl, np.random.default_rng(seed), strong)
+        assert np.array_equal(b0, b1) and a1.shape == a0.shape and a1.dtype == np.uint8
+        changed += not np.array_equal(a0, a1)
+    assert changed >= 5
+    # blur, noise, JPEG each with probability 0.3: about 66 % of draws change the image
+    outs = [D.degrade(img, np.random.default_rng(s)) for s in range(40)]
+    assert 15 <= sum(not np.array_equal(o, img) for o in outs) <= 38
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    with pytest.raises(StudioError):
+        D.photometric_mode("wild")
+    assert D.photometric_mode(True) == "basic" and D.photometric_mode(False) == "none"
+
+
+def test_recipes_are_cumulative_rows():
+    from engine.training.config import RECIPES
+
+    rows = ["baseline", "+scale", "+photometric", "+ohem", "+ema"]
+    changes = [{k for k in RECIPES[b] if RECIPES[a][k] != RECIPES[b][k]} for a, b in zip(rows, rows[1:])]
+    assert changes == [{"scale_range"}, {"photometric"}, {"loss"}, {"ema"}]
+    assert RECIPES["+scale"]["scale_range"] == (0.5, 3.0) and RECIPES["baseline"]["ema"] == 0.0
+    assert RECIPES["strong"] == RECIPES["+ema"]
+
+
+@pytest.mark.torch
+def test_ohem_keeps_the_hardest_pixels():
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from engine.training.losses import ohem_cross_entropy, ohem_mask
+
+    # 2 classes, 1x1x10 pixels, all labelled 0; logit margin m gives p(true) = sigmoid(m)
+    margins = torch.tensor([-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    logits = torch.stack([margins, torch.zeros(10)]).reshape(1, 2, 1, 10)
+    target = torch.zeros(1, 1, 10, dtype=torch.long)
+    target[0, 0, 9] = 255  # ignored: never kept although its margin would say "easy"
+    p = torch.sigmoid(margins)
+    # thresh 0.7: p < 0.7 for margins <= 0.5 -> 4 pixels, more than min_kept 2
+    mask = ohem_mask(logits, target, 255, 0.7, 2)[0, 0]
+    assert mask.tolist() == [bool(v) for v in (p < 0.7).tolist()[:9]] + [False]
+    # min_kept 6 > 4 hard ones: the 6 lowest probabilities
+    mask = ohem_mask(logits, target, 255, 0.7, 6)[0, 0]
+    assert mask.tolist() == [True] * 6 + [False] * 4
+    # The loss is the mean cross-entropy over exactly those pixels.
+    loss = ohem_cross_entropy(logits, target, 255, 0.7, 6)
+    per_pixel = F.cross_entropy(logits, target.clamp(max=1), reduction="none")[0, 0]
+    assert loss.item() == pytest.approx(per_pixel[:6].mean().item(), rel=1e-6)
+    # More than the plain mean: hard pixels are not diluted by easy ones.
+    plain = F.cross_entropy(logits, target, ignore_index=255)
+    assert loss.item() > plain.item()
+    # Gradient flows only through the kept pixels.
+    x = logits.clone().requires_grad_(True)
+    ohem_cross_entropy(x, target, 255, 0.7, 6).backward()
+    g = x.grad.abs().sum(1)[0, 0]
+    assert (g[:6] > 0).all() and (g[6:] == 0).all()
+    # All ignored: zero loss, no NaN.
+    assert ohem_cross_entropy(logits, torch.full_like(target, 255), 255, 0.7, 6).item() == 0.0
+
+
+@pytest.mark.torch
+def test_ema_update_math_and_state_round_trip():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    from engine.training.ema import EMA
+
+    model = nn.Sequential(nn.Linear(2, 1), nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    ema = EMA(model, decay=0.9)
+    w = [1.0]
+    for step, value in enumerate([3.0, 5.0, 7.0, 9.0, 11.0, 13.0], start=1):
+        with torch.no_grad():
+            model[0].weight.fill_(value)
+        d = min(0.9, (1 + step) / (10 + step))
+        assert ema.current_decay() == pytest.approx(d)
+        ema.update(model)
+        w.append(d * w[-1] + (1 - d) * value)
+        assert ema.state["0.weight"][0, 0].item() == pytest.approx(w[-1], rel=1e-6)
+    assert ema.updates == 6
+    assert ema.state["1.num_batches_tracked"].item() == model[1].num_batches_tracked.item()  # copied, not averaged
+    # A restored EMA continues exactly like the original.
+    other = EMA(model, decay=0.5)
+    other.load_state_dict({k: (v if k != "state" else {n: t.clone() for n, t in v.items()})
+                           for k, v in ema.state_dict().items()})
+    assert other.decay == 0.9 and other.updates == 6
+    ema.update(model)
+    other.update(model)
+    assert all(torch.equal(ema.state[k], other.state[k]) for k in ema.state)
+
+
+def _holdout_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--variant", "tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
+            "--batch", "2", "--crop", "64x96", "--limit", "4", "--val-limit", "2", "--eval-every", "1",
+            "--warmup-iters", "1", "--threads", "1", "--no-progress", "--holdout-drive", "0001TP", *extra]
+
+
+@pytest.mark.torch
+@pytest.mark.shared
+def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, capsys):
+    """--holdout-drive: no frame of that drive is trained on, the log has per-drive and
+    held-out figures, best.pth is the best held-out score, the recipe is recorded."""
+    torch = pytest.importorskip("torch")
+    out = tmp_path / "hold"
+    assert run_command(_holdout_args(camvid, out, "--recipe", "+ohem", "--ohem-min-kept", "500",
+                                     "--ema", "0.9")) == 0
+    stdout = capsys.readouterr().out
+    assert "held-out 0001TP" in stdout and "per drive: 0001TP" in stdout
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["holdout_drive"] == "0001TP" and cfg["train_splits"] == "train,val"
+    assert "0001TP" not in cfg["extra"]["train_frames"] and sum(cfg["extra"]["train_frames"].values()) == 4
+    assert cfg["recipe"] == "+ohem" and cfg["loss"] == "ohem" and cfg["photometric"] == "strong"
+    assert cfg["scale_range"] == [0.5, 3.0] and cfg["ema"] == 0.9  # the flag overrides the recipe's 0
+    assert cfg["ohem_min_kept"] == 500 and cfg["lr"] == 6e-4
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    for r in log:
+        assert set(r["per_drive"]) == {"0001TP", "0016E5"}  # held-out frames + the mixed val split
+        assert r["per_drive"]["0001TP"] == r["miou_holdout"] and r["per_drive"]["0016E5"] == r["miou"]
+        assert r["select"] == "holdout 0001TP" and "miou_holdout_ema" in r
+    scores = [(r[k], r["epoch"]) for r in log for k in ("miou_holdout", "miou_holdout_ema")]
+    best = torch.load(out / "best.pth", weights_only=False)
+    assert best["miou"] == max(s for s, _ in scores) and best["metric"] == "holdout 0001TP"
+    assert set(best["per_drive"]) == {"0001TP", "0016E5"}
+    assert log[-1]["best"]["miou"] == best["miou"]
+    # The ablation table row of this run says the same.
+    capsys.readouterr()
+    assert run_command(["train", "--report", str(out)]) == 0
+    table = capsys.readouterr().out.strip().splitlines()
+    assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
+    assert run_command(["train", "--report", str(tmp_path / "nope")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+@pytest.mark.torch
+@pytest.mark.shared
+def test_holdout_drive_typo_is_one_line(camvid, tmp_path, capsys):
+    pytest.importorskip("torch")
+    assert run_command(_holdout_args(camvid, tmp_path / "r")[:-1] + ["0007XX"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "0007XX" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.torch
+def test_train_cli_progress_comes_from_callbacks(tmp_path, monkeypatch):
+    """The trainer calls on_step once per iteration with the running totals."""
+    pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    root = _fake_dataset(tmp_path / "ds", n=4, split="train")
+    _fake_dataset(tmp_path / "ds2", n=2, split="val")
+    import shutil
+    shutil.copytree(tmp_path / "ds2" / "images" / "val", root / "images" / "val")
+    shutil.copytree(tmp_path / "ds2" / "labels" / "val", root / "labels" / "val")
+    steps, lines = [], []
+    cfg = TrainConfig(data=str(root), out=str(tmp_path / "r"), epochs=2, batch=2, crop=(64, 96), warmup_iters=1,
+                      eval_every=1, threads=1, ema=0.0)
+    train(cfg, on_step=steps.append, on_log=lines.append)
+    assert [s.iter for s in steps] == [1, 2, 3, 4] and {s.total for s in steps} == {4}
+    assert [s.epoch for s in steps] == [1, 1, 2, 2] and all(np.isfinite(s.loss) for s in steps)
+    assert len(lines) == 2 and lines[0].startswith("epoch 1:") and "per drive: -" in lines[0]
+
+
+@pytest.mark.torch
+def test_augmentation_threads_give_the_same_run(tmp_path):
+    """--workers only changes speed: the crops, and so the weights, are the same."""
+    torch = pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    root = _fake_dataset(tmp_path / "ds", n=4, split="train")
+    import shutil
+    shutil.copytree(root / "images" / "train", root / "images" / "val")
+    shutil.copytree(root / "labels" / "train", root / "labels" / "val")
+    common = dict(data=str(root), epochs=1, batch=2, crop=(64, 96), warmup_iters=1, eval_every=1, threads=1,
+                  ema=0.0, photometric="strong", scale_range=(0.5, 3.0))
+    train(TrainConfig(out=str(tmp_path / "a"), workers=0, **common))
+    train(TrainConfig(out=str(tmp_path / "b"), workers=2, **common))
+    a = torch.load(tmp_path / "a" / "last.pth", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pth", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.torch
+def test_amp_path_runs_and_cuda_absence_is_one_line(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from engine.training.trainer import TrainConfig, train
+
+    root = _fake_dataset(tmp_path / "ds", n=2, split="train")
+    import shutil
+    shutil.copytree(root / "images" / "train", root / "images" / "val")
+    shutil.copytree(root / "labels" / "train", root / "labels" / "val")
+    summary = train(TrainConfig(data=str(root), out=str(tmp_path / "amp"), epochs=1, batch=2, crop=(64, 96),
+                                warmup_iters=1, eval_every=1, threads=1, ema=0.0, amp=True, loss="ohem",
+                                ohem_min_kept=100))
+    assert summary["iter"] == 1 and 0.0 <= summary["best"]["miou"] <= 1.0
+    if not torch.cuda.is_available():
+        assert run_command(["train", "--data", str(root), "--out", str(tmp_path / "gpu"), "--device", "cuda",
+                            "--epochs", "1", "--batch", "2", "--crop", "64x96", "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA device" in err[0]
+        assert not (tmp_path / "gpu").exists()

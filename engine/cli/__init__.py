@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("annotate_cmd", "write masks, overlay video, statistics and CVAT export for a video"),
     "train": ("train_cmd", "train a TopFormer variant (needs torch)"),
     "eval": ("eval_cmd", "evaluate an installed ONNX model on a labelled dataset"),
+    "compare": ("compare_cmd", "run several (model, scale) panes on the same frames: speed, agreement, side-by-side video"),
 }
 
 

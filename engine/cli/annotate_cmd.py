@@ -17,19 +17,12 @@ import sys
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from .. import annotate as ann  # noqa: E402
+from ..bench import sample_frames, segment_fps  # noqa: E402
+from ..scales import scale_arg  # noqa: E402
 from . import add_models_dir  # noqa: E402
 
 SAMPLE_FRAMES = 24  # frames of the selection timed through Segmenter.segment for --json
 SAMPLE_SECONDS = 2.0  # at least this long before the job and again after it
-
-
-def _scale(value: str):
-    if value in ("full", "half"):
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"scale must be full, half or a number, not {value!r}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="installed model name (see: main.py models list)")
     add_models_dir(parser)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--scale", type=_scale, default="full", help="network input: full, half or a factor (default full)")
+    parser.add_argument("--scale", type=scale_arg, default="full", help="network input: full, half or a factor (default full)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="process every Nth frame (default 1)")
     parser.add_argument("--start", default=None, metavar="T", help="start time, seconds or [hh:]mm:ss")
     parser.add_argument("--end", default=None, metavar="T", help="end time (exclusive), seconds or [hh:]mm:ss")
@@ -68,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     # --json: Segmenter.segment alone on a sample of the same frames, half before the job and half
     # after it, so a change of machine load during the run affects both speeds alike
-    sample = ann.sample_frames(job.video, job.indices, SAMPLE_FRAMES) if args.json and not job.is_complete() else []
+    sample = sample_frames(job.video, job.indices, SAMPLE_FRAMES) if args.json and not job.is_complete() else []
     first, second = sample[: len(sample) // 2], sample[len(sample) // 2:]
-    baseline = [ann.segment_fps(seg, first, job.scale, SAMPLE_SECONDS)]
+    baseline = [segment_fps(seg, first, job.scale, SAMPLE_SECONDS)]
 
     bar = None
     if not args.no_progress:
@@ -106,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
               f"{result.fps:.2f} frames/s -> {job.out}: {', '.join(result.files)}", file=err)
 
     if args.json:
-        baseline.append(ann.segment_fps(seg, second, job.scale, SAMPLE_SECONDS))
+        baseline.append(segment_fps(seg, second, job.scale, SAMPLE_SECONDS))
         n = sum(b[0] for b in baseline)
         secs = sum(b[1] for b in baseline)
         seg_fps = n / secs if secs > 0 else 0.0

@@ -28,9 +28,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="where partial downloads are kept for resuming")
     add_models_dir(p)
 
+    p = sub.add_parser("quantize", help="make, measure and install a static INT8 copy NAME-int8 (for ARM boards)")
+    p.add_argument("name", help="installed FP32 model to quantize")
+    p.add_argument("--size", default="480x352", help="WxH the model will run at; calibration uses it (default 480x352)")
+    p.add_argument("--data", default="../shared/datasets/camvid", help="CamVid-layout folder: train calibrates, val measures")
+    p.add_argument("--frames", type=int, default=64, help="calibration frames, spread over train (default 64)")
+    add_models_dir(p)
+
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "import": _import, "download": _download}[args.action](args)
+    return {"list": _list, "import": _import, "download": _download, "quantize": _quantize}[args.action](args)
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from ..quantize import parse_size, quantize_model
+
+    size = parse_size(args.size)
+    made_by = f"python main.py models quantize {shlex.quote(args.name)} --size {size[1]}x{size[0]} --frames {args.frames}"
+    report = quantize_model(args.name, models_dir=args.models_dir, size=size, data=args.data, frames=args.frames,
+                            made_by=made_by)
+    acc = report.entry.accuracy or {}
+    speed = acc.get("speed", {})
+    drop = acc.get("miou_drop")
+    print(f"installed {report.entry.describe()}: agreement with FP32 {100 * acc['agreement_fp32']:.2f} %, "
+          f"mIoU drop {'n/a' if drop is None else f'{100 * drop:.2f}'}, "
+          f"speed {speed.get('int8_ms')} ms vs {speed.get('fp32_ms')} ms FP32 at {speed.get('size')} ({speed.get('ratio')}x)")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -1,7 +1,10 @@
 """`main.py train`: train a TopFormer variant on a CamVid-layout folder, resume, or ship.
 
   train --variant tiny --data DIR --out runs/NAME [--epochs N] ... [--resume]
+  train --variant tiny --holdout-drive 0006R0 --recipe +ohem --out runs/NAME
   train --export-only runs/NAME --name camvid-tiny [--models-dir DIR] [--data DIR]
+
+The progress bar is drawn here from the trainer's callbacks (the engine draws nothing).
 """
 from __future__ import annotations
 
@@ -11,7 +14,14 @@ import sys
 from pathlib import Path
 
 from ..errors import StudioError
+from ..training.config import RECIPES
 from . import add_models_dir
+from ..paths import DEFAULT_CAMVID
+
+# TrainConfig fields set by the recipe flags (None on the command line = not given).
+RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "cat_max_ratio",
+                 "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
+                 "label_smoothing", "drop_path", "ema")
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -34,7 +44,7 @@ def _range(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=["tiny", "small", "base"], default="tiny")
-    parser.add_argument("--data", default="../shared/datasets/camvid", help="CamVid-layout folder")
+    parser.add_argument("--data", default=DEFAULT_CAMVID, help="CamVid-layout folder")
     parser.add_argument("--out", help="run folder (checkpoints, log.jsonl), e.g. runs/tiny-a")
     parser.add_argument("--epochs", type=int, default=None,
                         help="planned epochs (default 200; with --resume: change the plan of the run)")
@@ -42,28 +52,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="augmentation threads (default 0: in the training thread; same crops either way)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (for --device cuda)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
-    recipe = parser.add_argument_group("recipe")
-    recipe.add_argument("--lr", type=float, default=3e-4, help="AdamW base lr (head x --head-lr-mult)")
-    recipe.add_argument("--head-lr-mult", type=float, default=10.0)
-    recipe.add_argument("--weight-decay", type=float, default=0.01)
-    recipe.add_argument("--warmup-iters", type=int, default=300)
-    recipe.add_argument("--poly-power", type=float, default=1.0)
-    recipe.add_argument("--scale-range", type=_range, default=(0.5, 2.0), help="random scale LO,HI")
-    recipe.add_argument("--cat-max-ratio", type=float, default=0.75)
-    recipe.add_argument("--rare-crop", type=float, default=0.0,
-                        help="probability of centring a crop on a rare-class pixel (0 = off)")
-    recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default="none")
-    recipe.add_argument("--label-smoothing", type=float, default=0.0)
-    recipe.add_argument("--drop-path", type=float, default=0.1)
-    recipe.add_argument("--ema", type=float, default=0.999, help="EMA decay per iteration (0 = off)")
+    parser.add_argument("--holdout-drive", default=None, metavar="DRIVE",
+                        help="train on all labelled frames (--train-splits) except this drive (e.g. 0006R0) and "
+                             "select the best checkpoint on it")
+    parser.add_argument("--train-splits", default=None,
+                        help="splits to train on (default train; with --holdout-drive: train,val)")
+    parser.add_argument("--val-split", default="val", help="the mixed validation split, logged for continuity")
+    recipe = parser.add_argument_group("recipe (flags override --recipe; defaults are those of TrainConfig)")
+    recipe.add_argument("--recipe", choices=list(RECIPES), default=None,
+                        help="a named ablation row, each the previous plus one change: " + ", ".join(RECIPES))
+    recipe.add_argument("--lr", type=float, default=None, help="AdamW base lr (head x --head-lr-mult; default 3e-4)")
+    recipe.add_argument("--head-lr-mult", type=float, default=None)
+    recipe.add_argument("--weight-decay", type=float, default=None)
+    recipe.add_argument("--warmup-iters", type=int, default=None)
+    recipe.add_argument("--poly-power", type=float, default=None)
+    recipe.add_argument("--scale-range", type=_range, default=None, help="random scale LO,HI (default 0.5,2.0)")
+    recipe.add_argument("--cat-max-ratio", type=float, default=None)
+    recipe.add_argument("--rare-crop", type=float, default=None,
+                        help="probability of centring a crop on a rare-class pixel (default 0 = off)")
+    recipe.add_argument("--photometric", choices=["none", "basic", "strong"], default=None,
+                        help="colour jitter (basic, default) or + blur, noise, JPEG (strong)")
+    recipe.add_argument("--loss", choices=["ce", "ohem"], default=None, help="cross-entropy or OHEM (default ce)")
+    recipe.add_argument("--ohem-thresh", type=float, default=None,
+                        help="OHEM: true-class probability below which a pixel is hard (default 0.7)")
+    recipe.add_argument("--ohem-min-kept", type=int, default=None,
+                        help="OHEM: at least this many hardest pixels per batch (default 100000)")
+    recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default=None)
+    recipe.add_argument("--label-smoothing", type=float, default=None)
+    recipe.add_argument("--drop-path", type=float, default=None)
+    recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--init", default=None, help="start from a run's checkpoint (fine-tuning), e.g. runs/x/best.pth")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
-    recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N val images")
+    recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--report", nargs="+", metavar="RUN",
+                        help="print the ablation table (Markdown) of these run folders, no training")
     ship = parser.add_argument_group("shipping")
     ship.add_argument("--export-only", metavar="RUN", help="export RUN/best.pth into the models folder, no training")
     ship.add_argument("--ship", "--name", dest="name", metavar="NAME",
@@ -80,7 +110,8 @@ def _command_line(args: argparse.Namespace) -> str:
         return "python main.py train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     parts = []
     for key, value in vars(args).items():
-        if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir"):
+        if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
+                                                       "report"):
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -94,15 +125,26 @@ def _command_line(args: argparse.Namespace) -> str:
     return "python main.py train " + " ".join(parts)
 
 
+def _shipped_figures(entry: dict) -> str:
+    text = f"val mIoU {entry['miou'] * 100:.2f}"
+    if entry.get("holdout_miou") is not None:
+        text += f", held-out drive {entry['training']['holdout_drive']} mIoU {entry['holdout_miou'] * 100:.2f}"
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     command = _command_line(args)
+    if args.report:
+        from ..training.report import format_table, summarise_run
+        print(format_table([summarise_run(r) for r in args.report]))
+        return 0
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
         entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint)
-        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}  ({entry['onnx']})")
+        print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:
         raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
@@ -116,23 +158,44 @@ def run(args: argparse.Namespace) -> int:
         raise StudioError(f"dataset folder not found: {args.data}")
     from ..training.trainer import TrainConfig, train
 
+    recipe = dict(RECIPES[args.recipe]) if args.recipe else {}
+    recipe.update({k: getattr(args, k) for k in RECIPE_FIELDS if getattr(args, k) is not None})
+    if "scale_range" in recipe:
+        recipe["scale_range"] = tuple(recipe["scale_range"])
+    train_splits = args.train_splits or ("train,val" if args.holdout_drive else "train")
     cfg = TrainConfig(
         variant=args.variant, data=args.data, out=args.out, epochs=args.epochs, batch=args.batch,
-        crop=tuple(args.crop), lr=args.lr, head_lr_mult=args.head_lr_mult, weight_decay=args.weight_decay,
-        warmup_iters=args.warmup_iters, poly_power=args.poly_power, scale_range=tuple(args.scale_range),
-        cat_max_ratio=args.cat_max_ratio, rare_crop=args.rare_crop, class_weight=args.class_weight,
-        label_smoothing=args.label_smoothing, drop_path=args.drop_path, ema=args.ema, eval_every=args.eval_every,
-        seed=args.seed, init=args.init, device=args.device, threads=args.threads, limit=args.limit, val_limit=args.val_limit,
-        command=command,
+        crop=tuple(args.crop), eval_every=args.eval_every, seed=args.seed, init=args.init, device=args.device,
+        threads=args.threads, workers=args.workers, amp=args.amp, limit=args.limit, val_limit=args.val_limit, holdout_drive=args.holdout_drive,
+        train_splits=train_splits, val_split=args.val_split, recipe=args.recipe or "", command=command, **recipe,
     )
-    summary = train(cfg, resume=args.resume, progress=not args.no_progress, new_epochs=new_epochs,
-                    new_eval_every=new_eval_every)
+    bar = None
+
+    def on_step(info) -> None:
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+            bar = tqdm(total=info.total, initial=info.iter - 1, unit="it", dynamic_ncols=True, file=sys.stderr,
+                       mininterval=2.0)
+        bar.set_description(f"{args.variant} ep {info.epoch}/{info.epochs}", refresh=False)
+        bar.set_postfix(loss=f"{info.loss:.3f}", lr=f"{info.lr:.2e}", refresh=False)
+        bar.update(info.iter - bar.n)
+
+    def on_log(line: str) -> None:
+        (bar.write if bar is not None else print)(line)
+
+    try:
+        summary = train(cfg, resume=args.resume, on_step=None if args.no_progress else on_step, on_log=on_log,
+                        new_epochs=new_epochs, new_eval_every=new_eval_every)
+    finally:
+        if bar is not None:
+            bar.close()
     best = summary["best"]
-    print(f"done: {summary['iter']} iterations, best val mIoU {best['miou'] * 100:.2f} "
+    print(f"done: {summary['iter']} iterations, best {best.get('metric', 'val')} mIoU {best['miou'] * 100:.2f} "
           f"(epoch {best['epoch']}, {best['source']}) -> {Path(args.out) / 'best.pth'}")
     if args.name:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint)
-        print(f"installed {entry['name']}: val mIoU {entry['miou'] * 100:.2f}")
+        print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0

@@ -1,12 +1,16 @@
 """Training TopFormer on a CamVid-layout folder (DIR/images/<split>, DIR/labels/<split>).
 
 Modules:
-  ``data``    -- torch-free: listing and loading samples, numpy/cv2 augmentations
-                 (eval and the app may import it without torch)
-  ``trainer`` -- the training loop (torch): AdamW + warm-up + poly decay, EMA,
-                 resumable checkpoints, JSON-lines log of validation mIoU
-  ``ship``    -- export a training checkpoint into models/ with a manifest entry
+  ``config``     -- TrainConfig and the named recipes (the ablation rows); torch-free
+  ``data``       -- torch-free: training data in memory, numpy/cv2 augmentations
+                    (files are found and read by ``engine.datasets``)
+  ``losses``     -- cross-entropy and OHEM (torch)
+  ``ema``        -- exponential moving average of the weights (torch)
+  ``validation`` -- in-loop mIoU per set and per drive (torch)
+  ``trainer``    -- the training loop (torch): AdamW + warm-up + poly decay, EMA,
+                    held-out-drive selection, resumable checkpoints, JSON-lines log
+  ``ship``       -- export a training checkpoint into models/ with a manifest entry
 
-This package's ``__init__`` imports nothing heavy on purpose: ``engine.evaluate``
-uses ``engine.training.data`` and must stay importable without torch.
+This package's ``__init__`` imports nothing heavy on purpose. Nothing outside training
+imports it (``engine.evaluate`` reads data through ``engine.datasets``).
 """

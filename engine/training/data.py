@@ -1,7 +1,6 @@
-"""CamVid-layout dataset loading and segmentation augmentations (numpy + OpenCV, no torch).
+"""Training data in memory and segmentation augmentations (numpy + OpenCV, no torch).
 
-Layout: ``DIR/images/<split>/NAME.jpg|png`` and ``DIR/labels/<split>/NAME.png`` (single
-channel class ids). Any folder in that layout works, not only the shared CamVid copy.
+Files are found and read by :mod:`engine.datasets` (shared with evaluation).
 All randomness comes from an explicit ``numpy.random.Generator`` so that a resumed
 training run draws exactly the same crops as an uninterrupted one.
 """
@@ -13,63 +12,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..datasets import Sample, list_samples, read_image_bgr, read_label
+from .. import scales
 from ..errors import StudioError
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class Sample:
-    name: str
-    image: Path
-    label: Path
-
-
-def list_samples(root: str | Path, split: str) -> list[Sample]:
-    """Pairs of (image, label) files of one split, sorted by name.
-
-    Raises StudioError for a missing folder, an empty split or images without labels,
-    because those are user mistakes the CLI reports in one line.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise StudioError(f"dataset folder not found: {root}")
-    img_dir, lbl_dir = root / "images" / split, root / "labels" / split
-    if not img_dir.is_dir() or not lbl_dir.is_dir():
-        raise StudioError(f"{root} has no split {split!r} (expected {img_dir} and {lbl_dir})")
-    samples = []
-    for img in sorted(img_dir.iterdir()):
-        if img.suffix.lower() not in IMAGE_EXTS:
-            continue
-        lbl = lbl_dir / f"{img.stem}.png"
-        if not lbl.is_file():
-            raise StudioError(f"no label for {img.name}: expected {lbl}")
-        samples.append(Sample(img.stem, img, lbl))
-    if not samples:
-        raise StudioError(f"split {split!r} of {root} is empty (no images in {img_dir})")
-    return samples
-
-
-def read_image_bgr(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise StudioError(f"cannot read image {path}")
-    return img
-
-
-def read_label(path: Path) -> np.ndarray:
-    lbl = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if lbl is None:
-        raise StudioError(f"cannot read label {path}")
-    if lbl.ndim == 3:  # a label saved as 3 identical channels
-        lbl = lbl[..., 0]
-    return lbl.astype(np.uint8)
-
+PHOTOMETRIC = ("none", "basic", "strong")
 
 def load_split(root: str | Path, split: str, limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """All RGB images and labels of a split in memory (CamVid train is ~190 MB: cheap, and
-    decoding JPEGs once instead of every epoch matters on 2 CPU cores)."""
-    samples = list_samples(root, split)[:limit]
+    """All RGB images and labels of a split in memory."""
+    return load_samples(list_samples(root, split)[:limit])
+
+
+def load_samples(samples: list[Sample]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RGB images and labels in memory (CamVid train+val is ~250 MB: cheap, and decoding
+    JPEGs once instead of every epoch matters on 2 CPU cores)."""
     images = [cv2.cvtColor(read_image_bgr(s.image), cv2.COLOR_BGR2RGB) for s in samples]
     labels = [read_label(s.label) for s in samples]
     for s, im, lb in zip(samples, images, labels):
@@ -106,7 +62,7 @@ class AugConfig:
     crop: tuple[int, int] = (288, 384)  # (h, w)
     scale_range: tuple[float, float] = (0.5, 2.0)
     flip: bool = True
-    photometric: bool = True
+    photometric: str | bool = "basic"  # none | basic (mmseg colour jitter) | strong (+ blur, noise, JPEG)
     cat_max_ratio: float = 0.75  # mmseg: re-draw a crop where one class covers more than this
     rare_crop: float = 0.0  # probability of centring the crop on a pixel of a rarely seen class
     ignore_index: int = 11
@@ -193,6 +149,37 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Camera and codec faults users' footage has and CamVid's clean frames lack, each with
+    probability 0.3: Gaussian blur (sigma 0.3-1.5: focus, motion), Gaussian noise (sigma
+    2-10 grey levels: sensor at dusk), JPEG re-encoding (quality 30-90: web video).
+    Only the image changes; the geometry, and so the label, stays as it is."""
+    do_blur, do_noise, do_jpeg = rng.random(3) < 0.3
+    sigma, noise, quality = rng.uniform(0.3, 1.5), rng.uniform(2.0, 10.0), int(rng.integers(30, 91))
+    if do_blur:
+        img = cv2.GaussianBlur(img, (0, 0), sigmaX=sigma)
+    if do_noise:
+        seed = int(rng.integers(2**31))
+        n = np.random.default_rng(seed).normal(0.0, noise, img.shape).astype(np.float32)
+        img = np.clip(img.astype(np.float32) + n, 0, 255).astype(np.uint8)
+    if do_jpeg:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:  # channel order does not matter for a round trip through the codec
+            img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return img
+
+
+def photometric_mode(value: str | bool) -> str:
+    """AugConfig.photometric as one of PHOTOMETRIC (True/False from older configs)."""
+    if value is True:
+        return "basic"
+    if value is False:
+        return "none"
+    if value not in PHOTOMETRIC:
+        raise StudioError(f"unknown photometric mode {value!r} ({', '.join(PHOTOMETRIC)})")
+    return value
+
+
 def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: AugConfig,
             rare_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training augmentation of one RGB image and its label: scale, crop, flip, colour.
@@ -201,8 +188,11 @@ def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: Aug
     img, lbl = random_crop(img, lbl, rng, cfg, rare_weight)
     if cfg.flip and rng.random() < 0.5:
         img, lbl = img[:, ::-1], lbl[:, ::-1]
-    if cfg.photometric:
-        img = photometric_distortion(img, rng)
+    mode = photometric_mode(cfg.photometric)
+    if mode != "none":
+        img = photometric_distortion(np.ascontiguousarray(img), rng)
+    if mode == "strong":
+        img = degrade(img, rng)
     return np.ascontiguousarray(img), np.ascontiguousarray(lbl)
 
 
@@ -214,4 +204,4 @@ def normalise(batch_rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, 
 
 def round_to_multiple(n: int, m: int = 32) -> int:
     """Nearest multiple of m (at least m): the network input side for a frame side n."""
-    return max(m, int(round(n / m)) * m)
+    return scales.round_to_multiple(n, m)

@@ -16,6 +16,7 @@ from ..datasets import dataset_info
 from ..errors import StudioError
 from ..registry import ModelEntry, Registry
 from ..topformer import create_model
+from ..paths import DEFAULT_CAMVID
 
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
 
@@ -46,7 +47,7 @@ def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch
     return model.eval(), ckpt, cfg
 
 
-def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = "../shared/datasets/camvid",
+def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None) -> dict:
     """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
     Segmenter and record command, epochs and measured accuracy in the manifest.
@@ -72,13 +73,20 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         "epochs_changed": extra.get("epochs_changed"),
         "epochs": epochs_planned, "epochs_done": epochs_done, "weights_epoch": best_epoch, "weights": source,
         "train_s": round(train_s, 1) if train_s else None,
-        "recipe": {k: cfg.get(k) for k in ("batch", "crop", "lr", "head_lr_mult", "weight_decay", "warmup_iters",
-                                            "scale_range", "rare_crop", "class_weight", "label_smoothing",
-                                            "drop_path", "ema", "seed")},
+        "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
+                                            "warmup_iters", "scale_range", "cat_max_ratio", "rare_crop",
+                                            "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
+                                            "label_smoothing", "drop_path", "ema", "seed", "device", "amp")},
+        "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
+        "train_frames": extra.get("train_frames"),
+        "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
     }
     registry = Registry(models_dir)
     registry.dir.mkdir(parents=True, exist_ok=True)
-    notes = (f"TopFormer-{model.variant} trained from scratch on CamVid train by this project: "
+    trained_on = cfg.get("train_splits", "train").replace(",", "+")
+    if cfg.get("holdout_drive"):
+        trained_on += f" without drive {cfg['holdout_drive']}"
+    notes = (f"TopFormer-{model.variant} trained from scratch on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
         onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
@@ -106,6 +114,20 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
             "images": small.images, "miou": round(small.metrics["miou"], 6),
             "pixel_acc": round(small.metrics["pixel_acc"], 6),
             "measured_by": f"python main.py eval --model {name} --split {split} --limit {CHECK_IMAGES} --json"}
+    # Per drive, and on the drive the run never trained on (the figure that predicts footage
+    # the model has not seen); measured by eval on the installed ONNX like the rest.
+    accuracy["per_drive"] = {d: round(m["miou"], 6) for d, m in res.per_drive.items()}
+    holdout = cfg.get("holdout_drive")
+    if holdout:
+        splits = ",".join(dict.fromkeys(cfg.get("train_splits", "train").split(",") + [split]))
+        held = evaluate_model(name, data, splits, models_dir=registry.dir, drives=[holdout], limit=limit)
+        accuracy["holdout"] = {
+            "drive": holdout, "split": splits, "images": held.images, "miou": round(held.metrics["miou"], 6),
+            "pixel_acc": round(held.metrics["pixel_acc"], 6),
+            "per_class": {k: (None if v is None else round(v, 6)) for k, v in held.metrics["per_class"].items()},
+            "measured_by": f"python main.py eval --model {name} --split {splits} --drive {holdout} --json"
+                           + (f" --limit {limit}" if limit else "")}
     registry.update_accuracy(name, accuracy)
     return {"name": name, "onnx": str(registry.dir / f"{name}.onnx"), "miou": res.metrics["miou"],
-            "pixel_acc": res.metrics["pixel_acc"], "eval_s": time.time() - t0, "training": training}
+            "pixel_acc": res.metrics["pixel_acc"], "eval_s": time.time() - t0, "training": training,
+            "holdout_miou": accuracy.get("holdout", {}).get("miou")}

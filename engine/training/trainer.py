@@ -9,16 +9,22 @@ Files in the run folder:
   config.json   the settings and the exact command line
   last.pth      model, EMA, optimizer, iteration, epoch, best score (every epoch)
   best.pth      weights (raw or EMA, whichever scored better) of the best evaluation
-  log.jsonl     one JSON object per evaluation: epoch, iter, miou, miou_ema, ...
+  log.jsonl     one JSON object per evaluation: epoch, iter, loss, miou (mixed val),
+                per_drive, miou_holdout (with --holdout-drive), the same for EMA, best
+
+Selection: with a held-out drive, best.pth holds the weights that scored best on that
+drive (never trained on); without one, those that scored best on the mixed val split.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,44 +32,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..datasets import list_samples, parse_splits, select_samples
 from ..errors import StudioError
 from ..topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
+from .config import TrainConfig
+from .ema import EMA
+from .losses import build_criterion
+from .validation import ValFrames, confusion_torch, validate
+
+__all__ = ["EMA", "StepInfo", "TrainConfig", "confusion_torch", "lr_factor", "param_groups", "train"]
 
 
-@dataclass
-class TrainConfig:
-    variant: str = "tiny"
-    data: str = "../shared/datasets/camvid"
-    out: str = "runs/tiny"
-    epochs: int = 200
-    batch: int = 8
-    crop: tuple[int, int] = (288, 384)
-    lr: float = 3e-4
-    head_lr_mult: float = 10.0
-    weight_decay: float = 0.01
-    warmup_iters: int = 300
-    poly_power: float = 1.0
-    min_lr: float = 0.0
-    scale_range: tuple[float, float] = (0.5, 2.0)
-    cat_max_ratio: float = 0.75
-    rare_crop: float = 0.0
-    class_weight: str = "none"
-    label_smoothing: float = 0.0
-    drop_path: float = 0.1
-    ema: float = 0.999  # 0 disables EMA
-    eval_every: int = 5
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 2
-    channels_last: bool = True  # ~1.5x faster convolutions on CPU
-    init: str | None = None  # start from these weights (a run's best.pth/last.pth): fine-tuning
-    limit: int | None = None  # use only the first N training images (tests)
-    val_limit: int | None = None
-    num_classes: int = 11
-    ignore_index: int = 11
-    command: str = ""
-    extra: dict = field(default_factory=dict)
+@dataclass(frozen=True)
+class StepInfo:
+    """Progress after one training iteration, for the caller to show (the CLI draws a bar)."""
+    iter: int
+    total: int
+    epoch: int  # 1-based, the epoch this iteration belongs to
+    epochs: int
+    loss: float  # smoothed
+    lr: float
+
+
+OnStep = Callable[[StepInfo], None]
+OnLog = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -131,64 +124,6 @@ def _saved_param_names(ckpt: dict, model: nn.Module, cfg: TrainConfig) -> list[s
     return [n for names in groups.values() for n in names]
 
 
-class EMA:
-    """Exponential moving average of all float parameters and buffers (BN statistics too);
-    integer buffers are copied. Warms up as min(decay, (1+n)/(10+n)) so early averages
-    are not dominated by the random initialisation."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.updates = 0
-        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                self.state[k].mul_(d).add_(v.detach(), alpha=1 - d)
-            else:
-                self.state[k].copy_(v)
-
-    def state_dict(self) -> dict:
-        return {"decay": self.decay, "updates": self.updates, "state": self.state}
-
-    def load_state_dict(self, sd: dict) -> None:
-        self.decay, self.updates = sd["decay"], sd["updates"]
-        self.state = {k: v.clone() for k, v in sd["state"].items()}
-
-
-def confusion_torch(pred: torch.Tensor, label: torch.Tensor, num_classes: int) -> np.ndarray:
-    """Confusion matrix (rows: ground truth, cols: prediction), ignoring labels >= C."""
-    keep = label < num_classes
-    idx = label[keep].long() * num_classes + pred[keep].long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).numpy()
-
-
-@torch.no_grad()
-def validate(model: nn.Module, images: list[np.ndarray], labels: list[np.ndarray], cfg: TrainConfig,
-             device: torch.device) -> dict:
-    """mIoU at the native size rounded to multiples of 32 (resize in, bilinear logits
-    back to the label size, argmax): a fast in-loop estimate; ``main.py eval`` through the
-    ONNX Segmenter is the number that gets reported."""
-    from ..evaluate import metrics_from_confusion  # torch-free metric code, one implementation
-
-    model.eval()
-    conf = np.zeros((cfg.num_classes, cfg.num_classes), np.int64)
-    for img, lbl in zip(images, labels):
-        h, w = lbl.shape
-        ih, iw = D.round_to_multiple(h), D.round_to_multiple(w)
-        x = img if (ih, iw) == (h, w) else __import__("cv2").resize(img, (iw, ih), interpolation=1)
-        t = torch.from_numpy(D.normalise(x[None], MEAN_RGB, STD_RGB)).to(device).contiguous(memory_format=torch.channels_last)
-        logits = model(t)
-        logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
-        pred = logits.argmax(1)[0].cpu()
-        conf += confusion_torch(pred, torch.from_numpy(lbl), cfg.num_classes)
-    model.train()
-    return metrics_from_confusion(conf)
-
-
 def _rng_for_epoch(cfg: TrainConfig, epoch: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, epoch])
 
@@ -197,6 +132,21 @@ def make_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarra
     """Shuffled index batches of one epoch; the last incomplete batch is dropped (BN)."""
     perm = rng.permutation(n)
     return [perm[i:i + batch] for i in range(0, n - batch + 1, batch)]
+
+
+def augment_batch(images: list[np.ndarray], labels: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator,
+                  aug: D.AugConfig, rare_weight: np.ndarray | None,
+                  pool: ThreadPoolExecutor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Augmented crops of one batch. Each sample draws from its own generator, seeded from
+    ``rng`` in batch order, so the crops are the same whether they are made one after the
+    other or in parallel (OpenCV releases the GIL: threads feed a GPU on a many-core host)."""
+    seeds = rng.integers(0, 2**63 - 1, size=len(idx))
+
+    def one(k: int) -> tuple[np.ndarray, np.ndarray]:
+        i = idx[k]
+        return D.augment(images[i], labels[i], np.random.default_rng(seeds[k]), aug, rare_weight)
+
+    return list(pool.map(one, range(len(idx)))) if pool is not None else [one(k) for k in range(len(idx))]
 
 
 def atomic_save(obj: dict, path: Path) -> None:
@@ -226,15 +176,49 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     return create_model(cfg.variant, cfg.num_classes, drop_path_rate=cfg.drop_path)
 
 
+def select_data(cfg: TrainConfig) -> tuple[list, list, dict[str, int]]:
+    """(training samples, validation samples, training frames per drive).
+
+    Without a held-out drive: train on ``train_splits``, validate on ``val_split``. With
+    one: train on ``train_splits`` minus that drive; validate on the mixed val split and
+    on every frame of that drive (in any of the splits), which no training step sees."""
+    holdout = cfg.holdout_drive
+    train_samples = select_samples(cfg.data, cfg.train_splits, exclude_drives=[holdout] if holdout else None)
+    train_samples = train_samples[:cfg.limit]
+    val_samples = list_samples(cfg.data, cfg.val_split)[:cfg.val_limit]
+    if holdout:
+        splits = list(dict.fromkeys(parse_splits(cfg.train_splits) + [cfg.val_split]))
+        held = select_samples(cfg.data, splits, drives=[holdout])[:cfg.val_limit]
+        names = {s.name for s in val_samples}
+        val_samples = val_samples + [s for s in held if s.name not in names]
+        assert not {s.name for s in train_samples} & {s.name for s in held}
+    return train_samples, val_samples, dict(sorted(Counter(s.drive for s in train_samples).items()))
+
+
+def _eval_message(done: int, record: dict, holdout: str | None) -> str:
+    msg = f"epoch {done}: loss {record['loss']:.3f} val mIoU {record['miou'] * 100:.2f}"
+    if "miou_ema" in record:
+        msg += f" (EMA {record['miou_ema'] * 100:.2f})"
+    if holdout:
+        msg += f" | held-out {holdout} {record['miou_holdout'] * 100:.2f}"
+        if "miou_holdout_ema" in record:
+            msg += f" (EMA {record['miou_holdout_ema'] * 100:.2f})"
+    drives = ", ".join(f"{d} {v * 100:.2f}" for d, v in record["per_drive"].items())
+    return msg + f" | per drive: {drives}"
+
+
 # --------------------------------------------------------------------------- main loop
 
-def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_epochs: int | None = None,
-          new_epochs: int | None = None, new_eval_every: int | None = None) -> dict:
-    """Train (or resume) a run; returns the final summary. ``stop_after_epochs`` ends this
-    call early after that many epochs (tests interrupt a run this way). ``new_epochs`` on
-    resume changes the planned length: the poly schedule is a function of (iteration,
-    total), so the lr simply follows the new curve from the current iteration on; used to
-    fit a run into the CPU time that is really available (recorded in the config)."""
+def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None, on_log: OnLog | None = None,
+          stop_after_epochs: int | None = None, new_epochs: int | None = None,
+          new_eval_every: int | None = None) -> dict:
+    """Train (or resume) a run; returns the final summary. ``on_step`` is called after
+    every iteration and ``on_log`` with a line per evaluation (the CLI draws them).
+    ``stop_after_epochs`` ends this call early after that many epochs (tests interrupt a
+    run this way). ``new_epochs`` on resume changes the planned length: the poly schedule
+    is a function of (iteration, total), so the lr simply follows the new curve from the
+    current iteration on; used to fit a run into the CPU time that is really available
+    (recorded in the config)."""
     out = Path(cfg.out)
     last = out / "last.pth"
     if resume:
@@ -243,8 +227,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
         # The recipe comes from the checkpoint; only where/how to run may change.
-        keep = {k: getattr(cfg, k) for k in ("device", "threads", "out", "command")}
-        cfg = TrainConfig(**{**saved, **keep, "crop": tuple(saved["crop"]), "scale_range": tuple(saved["scale_range"])})
+        keep = ("device", "threads", "workers", "amp", "out", "command")
+        cfg = TrainConfig.from_saved(saved, **{k: getattr(cfg, k) for k in keep})
         if new_epochs is not None and new_epochs != cfg.epochs:
             if new_epochs <= ckpt["epoch"]:
                 raise StudioError(f"--epochs {new_epochs}: the run has already done {ckpt['epoch']} epochs")
@@ -261,19 +245,28 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         raise StudioError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
 
     torch.set_num_threads(cfg.threads)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise StudioError("--device cuda: no CUDA device is available")
+    if cfg.device == "cuda":
+        if not torch.cuda.is_available():
+            raise StudioError("--device cuda: no CUDA device is available")
+        torch.backends.cudnn.benchmark = True
     device = torch.device(cfg.device)
+    D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
 
-    images, labels = D.load_split(cfg.data, "train", cfg.limit)
-    val_images, val_labels = D.load_split(cfg.data, "val", cfg.val_limit)
+    train_samples, val_samples, train_frames = select_data(cfg)
+    if not resume:
+        cfg.extra = {**cfg.extra, "train_frames": train_frames}
+    images, labels = D.load_samples(train_samples)
+    val_images, val_labels = D.load_samples(val_samples)
+    val_names = {s.name for s in list_samples(cfg.data, cfg.val_split)}
+    frames = ValFrames([s.name for s in val_samples], [s.drive for s in val_samples], val_images, val_labels,
+                       in_val=[s.name in val_names for s in val_samples],
+                       in_holdout=[s.drive == cfg.holdout_drive for s in val_samples])
     freq = D.class_frequencies(labels, cfg.num_classes)
     rare_weight = (1.0 / np.sqrt(np.maximum(freq, 1e-6))).astype(np.float64)
     aug = D.AugConfig(crop=tuple(cfg.crop), scale_range=tuple(cfg.scale_range), cat_max_ratio=cfg.cat_max_ratio,
-                      rare_crop=cfg.rare_crop, ignore_index=cfg.ignore_index)
+                      rare_crop=cfg.rare_crop, photometric=cfg.photometric, ignore_index=cfg.ignore_index)
     weights = D.class_weights(freq, cfg.class_weight)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else torch.from_numpy(weights).to(device),
-                                    ignore_index=cfg.ignore_index, label_smoothing=cfg.label_smoothing)
+    criterion = build_criterion(cfg, None if weights is None else torch.from_numpy(weights).to(device))
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
@@ -288,7 +281,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     if iters_per_epoch == 0:
         raise StudioError(f"batch {cfg.batch} is larger than the {len(images)} training images")
     total_iters = iters_per_epoch * cfg.epochs
-    start_epoch, it, best = 0, 0, {"miou": -1.0, "epoch": -1, "source": ""}
+    metric = f"holdout {cfg.holdout_drive}" if cfg.holdout_drive else f"mixed {cfg.val_split}"
+    start_epoch, it, best = 0, 0, {"miou": -1.0, "epoch": -1, "source": "", "metric": metric}
     train_s_before = 0.0  # wall time of earlier sessions of this run (resumes add up)
 
     if resume:
@@ -304,11 +298,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
 
     log_path = out / "log.jsonl"
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total_iters, initial=it, desc=f"{cfg.variant} ep {start_epoch}/{cfg.epochs}",
-                   unit="it", dynamic_ncols=True, file=sys.stderr, mininterval=2.0)
+    pool = ThreadPoolExecutor(cfg.workers) if cfg.workers > 0 else None
     model.train()
     t_start = time.time()
     epochs_done = 0
@@ -318,16 +308,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         epoch_loss, nb = 0.0, 0
         for idx in make_batches(len(images), cfg.batch, rng):
-            crops = [D.augment(images[i], labels[i], rng, aug, rare_weight if cfg.rare_crop > 0 else None) for i in idx]
+            crops = augment_batch(images, labels, idx, rng, aug, rare_weight if cfg.rare_crop > 0 else None, pool)
             x = torch.from_numpy(D.normalise(np.stack([c[0] for c in crops]), MEAN_RGB, STD_RGB)).to(device)
             x = x.contiguous(memory_format=fmt)
             y = torch.from_numpy(np.stack([c[1] for c in crops]).astype(np.int64)).to(device)
             f = lr_factor(it, total_iters, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
-            logits = model(x)
-            logits = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
-            loss = criterion(logits, y)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                logits = model(x)
+                logits = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
+                loss = criterion(logits, y)
             if not torch.isfinite(loss):
                 raise StudioError(f"loss became {loss.item()} at iteration {it}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
@@ -339,41 +330,44 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             nb += 1
             epoch_loss += loss.item()
             loss_avg = loss.item() if math.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * loss.item()
-            if bar is not None:
-                bar.set_description(f"{cfg.variant} ep {epoch + 1}/{cfg.epochs}", refresh=False)
-                bar.set_postfix(loss=f"{loss_avg:.3f}", lr=f"{cfg.lr * f:.2e}", refresh=False)
-                bar.update(1)
+            if on_step is not None:
+                on_step(StepInfo(it, total_iters, epoch + 1, cfg.epochs, loss_avg, cfg.lr * f))
         done = epoch + 1
-        record = None
         if done % cfg.eval_every == 0 or done == cfg.epochs:
             t0 = time.time()
-            m = validate(model, val_images, val_labels, cfg, device)
+            m = validate(model, frames, cfg.num_classes, device, cfg.holdout_drive, cfg.channels_last)
             record = {"epoch": done, "iter": it, "loss": epoch_loss / max(nb, 1), "miou": m["miou"],
-                      "pixel_acc": m["pixel_acc"]}
+                      "pixel_acc": m["pixel_acc"], "per_drive": m["per_drive"]}
+            if cfg.holdout_drive:
+                record.update(miou_holdout=m["miou_holdout"], pixel_acc_holdout=m["pixel_acc_holdout"])
             candidates = [("model", m, model.state_dict())]
             if ema is not None:
                 ema_model = build_model(cfg).to(device)
                 ema_model.load_state_dict(ema.state)
                 ema_model = ema_model.to(memory_format=fmt)
-                me = validate(ema_model, val_images, val_labels, cfg, device)
-                record.update(miou_ema=me["miou"], pixel_acc_ema=me["pixel_acc"])
+                me = validate(ema_model, frames, cfg.num_classes, device, cfg.holdout_drive, cfg.channels_last)
+                record.update(miou_ema=me["miou"], pixel_acc_ema=me["pixel_acc"], per_drive_ema=me["per_drive"])
+                if cfg.holdout_drive:
+                    record.update(miou_holdout_ema=me["miou_holdout"], pixel_acc_holdout_ema=me["pixel_acc_holdout"])
                 candidates.append(("ema", me, ema.state))
+            record["select"] = metric
             record["eval_s"] = round(time.time() - t0, 1)
             record["train_s"] = round(train_s_before + time.time() - t_start, 1)
             record["time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             for source, mm, sd in candidates:
-                if mm["miou"] > best["miou"]:
-                    best = {"miou": mm["miou"], "epoch": done, "source": source}
+                if mm["score"] > best["miou"]:
+                    best = {"miou": mm["score"], "epoch": done, "source": source, "metric": metric,
+                            "miou_val": mm["miou"]}
+                    per_class = mm["per_class_holdout"] if cfg.holdout_drive else mm["per_class"]
                     atomic_save({"variant": cfg.variant, "num_classes": cfg.num_classes, "state_dict": sd,
-                                 "epoch": done, "miou": mm["miou"], "per_class": mm["per_class"],
+                                 "epoch": done, "miou": mm["score"], "metric": metric, "miou_val": mm["miou"],
+                                 "per_class": per_class, "per_drive": mm["per_drive"],
                                  "source": source, "config": asdict(cfg)}, out / "best.pth")
             record["best"] = dict(best)
             with log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            msg = f"epoch {done}: loss {record['loss']:.3f} val mIoU {m['miou'] * 100:.2f}"
-            if "miou_ema" in record:
-                msg += f" (EMA {record['miou_ema'] * 100:.2f})"
-            (bar.write if bar is not None else print)(msg)
+            if on_log is not None:
+                on_log(_eval_message(done, record, cfg.holdout_drive))
         atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "ema": ema.state_dict() if ema is not None else None, "epoch": done, "iter": it,
                      "param_names": [n for g in optimizer.param_groups for n in g["names"]],
@@ -382,7 +376,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         epochs_done += 1
         if stop_after_epochs is not None and epochs_done >= stop_after_epochs and done < cfg.epochs:
             break
-    if bar is not None:
-        bar.close()
+    if pool is not None:
+        pool.shutdown()
     return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start,
             "train_s": train_s_before + time.time() - t_start, "out": str(out)}

@@ -11,24 +11,24 @@ from PySide6.QtGui import QDesktopServices  # noqa: E402
 
 from engine import annotate as ann  # noqa: E402
 
-pytestmark = [pytest.mark.gui, pytest.mark.shared, pytest.mark.torch]
+pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
 def make_dialog(qtbot, models_dir, video, out):
     from app.annotate_dialog import AnnotateDialog
 
-    dialog = AnnotateDialog(None, models_dir, video_path=video, model_name="tiny-random")
+    dialog = AnnotateDialog(None, models_dir, video_path=video, model_name="camvid-tiny")
     qtbot.addWidget(dialog)
     dialog.out_edit.setText(str(out))
     dialog.scale_combo.setCurrentIndex(dialog.scale_combo.findData("half"))
     return dialog
 
 
-def test_dialog_runs_job_to_completion_and_opens_folder(qtbot, random_models_dir, videos, tmp_path, monkeypatch):
+def test_dialog_runs_job_to_completion_and_opens_folder(qtbot, shipped_models_dir, videos, tmp_path, monkeypatch):
     video = videos / "highway-1280x720-short.mp4"
     out = tmp_path / "job"
-    dialog = make_dialog(qtbot, random_models_dir, video, out)
-    assert dialog.model_combo.currentData() == "tiny-random"
+    dialog = make_dialog(qtbot, shipped_models_dir, video, out)
+    assert dialog.model_combo.currentData() == "camvid-tiny"
     dialog.every_spin.setValue(5)  # frames 0, 5, ..., 35: 8 frames
     dialog.format_checks["cvat"].setChecked(False)
     with qtbot.waitSignal(dialog.job_finished, timeout=120_000) as finished:
@@ -48,10 +48,10 @@ def test_dialog_runs_job_to_completion_and_opens_folder(qtbot, random_models_dir
     assert [u.toLocalFile() for u in opened] == [str(out.resolve())]
 
 
-def test_cancel_stops_the_job(qtbot, random_models_dir, videos, tmp_path):
+def test_cancel_stops_the_job(qtbot, shipped_models_dir, videos, tmp_path):
     video = videos / "dashcam-highway-960x540.mp4"  # 221 frames: far longer than the wait below
     out = tmp_path / "job"
-    dialog = make_dialog(qtbot, random_models_dir, video, out)
+    dialog = make_dialog(qtbot, shipped_models_dir, video, out)
     dialog.start()
     qtbot.waitUntil(lambda: dialog.progress_bar.value() >= 2, timeout=120_000)
     with qtbot.waitSignal(dialog.job_finished, timeout=60_000) as finished:
@@ -65,8 +65,8 @@ def test_cancel_stops_the_job(qtbot, random_models_dir, videos, tmp_path):
     assert not [p for p in out.rglob("*") if p.name.startswith(ann.TMP_PREFIX)]
 
 
-def test_bad_video_shows_error(qtbot, random_models_dir, tmp_path):
-    dialog = make_dialog(qtbot, random_models_dir, tmp_path / "missing.mp4", tmp_path / "out")
+def test_bad_video_shows_error(qtbot, shipped_models_dir, tmp_path):
+    dialog = make_dialog(qtbot, shipped_models_dir, tmp_path / "missing.mp4", tmp_path / "out")
     with qtbot.waitSignal(dialog.job_finished, timeout=60_000) as finished:
         dialog.start()
     assert finished.args == ["failed"]

@@ -12,11 +12,11 @@ from engine.segmenter import Segmenter
 
 from .conftest import INDOOR_HW, studio_threads, wait_result
 
-pytestmark = [pytest.mark.gui, pytest.mark.shared, pytest.mark.torch]
+pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
-def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_models_dir, indoor_clip, tmp_path):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="ade20k-tiny", scale="half")
+def test_snapshot_and_record_produce_readable_files(qtbot, make_window, shipped_models_dir, indoor_clip, tmp_path):
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny", scale="half")
     out = tmp_path / "out"
     window.set_output_dir(out)
     result = wait_result(qtbot, window, lambda r: r.labels is not None)
@@ -25,11 +25,11 @@ def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_m
         qtbot.keyClick(window, "s")
     paths = sorted(saved.args[0])
     assert [p.rsplit("-", 1)[1] for p in paths] == ["classes.png", "frame.png", "overlay.png"]
-    assert all("ade20k-tiny" in p for p in paths)
+    assert all("camvid-tiny" in p for p in paths)
     classes = cv2.imread(paths[0], cv2.IMREAD_UNCHANGED)
     frame = cv2.imread(paths[1])
     overlay_png = cv2.imread(paths[2])
-    assert classes.shape == INDOOR_HW and classes.dtype == np.uint8 and classes.max() < 150
+    assert classes.shape == INDOOR_HW and classes.dtype == np.uint8 and classes.max() < 11
     assert frame.shape == overlay_png.shape == (*INDOOR_HW, 3)
     assert not np.array_equal(frame, overlay_png)  # the overlay really is drawn
     assert window.last_result.frame_index >= result.frame_index
@@ -42,7 +42,7 @@ def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_m
     with qtbot.waitSignal(window.worker.recording_stopped, timeout=10000) as stopped:
         qtbot.keyClick(window, "r")
     path, frames = stopped.args
-    assert path == started.args[0] and path.endswith(".mp4") and "ade20k-tiny" in path
+    assert path == started.args[0] and path.endswith(".mp4") and "camvid-tiny" in path
     assert frames >= 5
     cap = cv2.VideoCapture(path)
     read = []
@@ -57,10 +57,10 @@ def test_snapshot_and_record_produce_readable_files(qtbot, make_window, random_m
     assert abs(cv2.VideoCapture(path).get(cv2.CAP_PROP_FPS) - 10.0) < 0.5  # the clip's own rate
 
 
-def test_close_while_inferring_ends_threads_within_2s(qtbot, make_window, random_models_dir, indoor_clip,
+def test_close_while_inferring_ends_threads_within_2s(qtbot, make_window, shipped_models_dir, indoor_clip,
                                                      monkeypatch):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="base-random")
-    wait_result(qtbot, window, lambda r: r.model == "base-random")
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-base")
+    wait_result(qtbot, window, lambda r: r.model == "camvid-base")
     inferring = threading.Event()
     original = Segmenter.segment
 
@@ -69,7 +69,7 @@ def test_close_while_inferring_ends_threads_within_2s(qtbot, make_window, random
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Segmenter, "segment", segment)
-    window.select_model("small-random")  # a session build in flight too
+    window.select_model("camvid-small")  # a session build in flight too
     qtbot.waitUntil(inferring.is_set, timeout=10000)
     t0 = time.monotonic()
     window.close()

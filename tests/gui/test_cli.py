@@ -27,23 +27,24 @@ def test_parser_accepts_the_documented_options():
     args = build_parser().parse_args(["--source", "0", "--model", "m", "--models-dir", "d",
                                       "--benchmark-frames", "3", "--scale", "half"])
     assert (args.source, args.model, args.models_dir, args.benchmark_frames, args.scale) == ("0", "m", "d", 3, "half")
+    assert build_parser().parse_args(["--fullscreen"]).fullscreen is True
 
 
 @pytest.mark.shared
-@pytest.mark.torch
-def test_benchmark_prints_one_json_line(random_models_dir, videos, tmp_path):
+def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     proc = run_main(["--source", str(videos / INDOOR), "--benchmark-frames", "6", "--models-dir",
-                     str(random_models_dir), "--model", "tiny-random", "--scale", "half"], tmp_path)
+                     str(shipped_models_dir), "--model", "camvid-tiny", "--scale", "half"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
     report = json.loads(lines[0])
-    assert report["frames"] == 6 and report["model"] == "tiny-random" and report["scale"] == "half"
+    assert report["frames"] == 6 and report["model"] == "camvid-tiny" and report["scale"] == "half"
     assert report["input_size"] == [224, 384] and report["frame_size"] == [432, 768]
     assert report["source_fps"] > 0 and report["e2e_fps"] > 0 and report["inference_ms_median"] > 0
     assert report["frames_read"] >= report["frames"] and 0 <= report["frames_dropped"] < report["frames_read"]
     assert 0 <= report["ui_stall_max_ms"] < 2000
     assert report["ui_tick_gap_max_ms"] >= report["ui_tick_interval_ms"]
+    assert report["notices"] == []  # random models record no validation confidence: no scene-fit hint
 
 
 def test_benchmark_reports_errors_and_exits_2(tmp_path):
@@ -54,11 +55,10 @@ def test_benchmark_reports_errors_and_exits_2(tmp_path):
 
 
 @pytest.mark.shared
-@pytest.mark.torch
-def test_screenshot_saves_the_window(random_models_dir, videos, tmp_path):
+def test_screenshot_saves_the_window(shipped_models_dir, videos, tmp_path):
     out = tmp_path / "shot.png"
-    proc = run_main(["--source", str(videos / INDOOR), "--models-dir", str(random_models_dir), "--model",
-                     "tiny-random", "--scale", "half", "--screenshot", str(out), "--screenshot-after", "0.5",
+    proc = run_main(["--source", str(videos / INDOOR), "--models-dir", str(shipped_models_dir), "--model",
+                     "camvid-tiny", "--scale", "half", "--screenshot", str(out), "--screenshot-after", "0.5",
                      "--window-size", "1200x760"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     image = cv2.imread(str(out))

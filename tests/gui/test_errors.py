@@ -8,12 +8,12 @@ from engine.sources import FrameSource, VideoFileSource, open_source
 
 from .conftest import wait_result
 
-pytestmark = [pytest.mark.gui, pytest.mark.shared, pytest.mark.torch]
+pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
-def test_corrupt_and_missing_files_show_error_and_app_keeps_working(qtbot, make_window, random_models_dir,
+def test_corrupt_and_missing_files_show_error_and_app_keeps_working(qtbot, make_window, shipped_models_dir,
                                                                    indoor_clip, tmp_path):
-    window = make_window(random_models_dir, model="tiny-random", scale="half")
+    window = make_window(shipped_models_dir, model="camvid-tiny", scale="half")
     missing = tmp_path / "nowhere" / "gone.mp4"
     window.open_source(str(missing))
     qtbot.waitUntil(lambda: "does not exist" in window.last_error, timeout=10000)
@@ -59,11 +59,11 @@ class VanishingCamera(FrameSource):
         self._video.close()
 
 
-def test_source_pulled_away_mid_stream(qtbot, make_window, random_models_dir, indoor_clip):
+def test_source_pulled_away_mid_stream(qtbot, make_window, shipped_models_dir, indoor_clip):
     def opener(spec: str):
         return VanishingCamera(indoor_clip, frames=8) if spec == "7" else open_source(spec)
 
-    window = make_window(random_models_dir, model="tiny-random", scale="half", opener=opener)
+    window = make_window(shipped_models_dir, model="camvid-tiny", scale="half", opener=opener)
     window.open_source(7)
     wait_result(qtbot, window, lambda r: r.source.kind == "camera" and r.labels is not None)
     qtbot.waitUntil(lambda: "camera 7 stopped" in window.last_error, timeout=15000)
@@ -75,26 +75,26 @@ def test_source_pulled_away_mid_stream(qtbot, make_window, random_models_dir, in
     wait_result(qtbot, window, lambda r: r.source.kind == "video" and r.labels is not None)
 
 
-def test_broken_model_keeps_the_old_one_serving(qtbot, make_window, models_copy, indoor_clip):
-    (models_copy / "small-random.onnx").write_bytes(b"not an onnx file")
-    window = make_window(models_copy, source=str(indoor_clip), model="tiny-random", scale="half")
-    wait_result(qtbot, window, lambda r: r.model == "tiny-random")
-    window.select_model("small-random")
-    qtbot.waitUntil(lambda: "small-random" in window.last_error, timeout=10000)
+def test_broken_model_keeps_the_old_one_serving(qtbot, make_window, shipped_models_copy, indoor_clip):
+    (shipped_models_copy / "camvid-small.onnx").write_bytes(b"not an onnx file")
+    window = make_window(shipped_models_copy, source=str(indoor_clip), model="camvid-tiny", scale="half")
+    wait_result(qtbot, window, lambda r: r.model == "camvid-tiny")
+    window.select_model("camvid-small")
+    qtbot.waitUntil(lambda: "camvid-small" in window.last_error, timeout=10000)
     assert "checksum" in window.last_error
-    assert window.model_panel.model_combo.currentData() == "tiny-random"
-    assert "still serving tiny-random" in window.model_panel.status_label.text()
+    assert window.model_panel.model_combo.currentData() == "camvid-tiny"
+    assert "still serving camvid-tiny" in window.model_panel.status_label.text()
     before = window.last_result.frame_index
-    wait_result(qtbot, window, lambda r: r.model == "tiny-random" and r.frame_index > before + 1)
+    wait_result(qtbot, window, lambda r: r.model == "camvid-tiny" and r.frame_index > before + 1)
 
     window.close()
-    other = make_window(models_copy, source=str(indoor_clip), model="no-such-model")
+    other = make_window(shipped_models_copy, source=str(indoor_clip), model="no-such-model")
     qtbot.waitUntil(lambda: "no-such-model" in other.last_error, timeout=5000)
     wait_result(qtbot, other, lambda r: r.labels is not None)  # fell back to an installed model
 
 
-def test_unwritable_output_folder(qtbot, make_window, random_models_dir, indoor_clip, tmp_path):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random", scale="half")
+def test_unwritable_output_folder(qtbot, make_window, shipped_models_dir, indoor_clip, tmp_path):
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny", scale="half")
     wait_result(qtbot, window, lambda r: r.labels is not None)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -13,9 +13,10 @@ from engine.segmenter import Segmenter
 
 from .conftest import INDOOR_HW, wait_result
 
-pytestmark = [pytest.mark.gui, pytest.mark.shared, pytest.mark.torch]
+pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
+@pytest.mark.torch  # the real ADE20K model (imported from ../shared) on an indoor clip
 def test_play_clip_paints_frames_and_updates_stats(qtbot, make_window, random_models_dir, indoor_clip):
     window = make_window(random_models_dir, source=str(indoor_clip), model="ade20k-tiny")
     first = wait_result(qtbot, window, lambda r: r.labels is not None)
@@ -53,14 +54,14 @@ def test_play_clip_paints_frames_and_updates_stats(qtbot, make_window, random_mo
     assert window.last_result.class_names[class_id] in window.hover_label.text()
 
 
-def test_switch_variants_and_resolution_while_playing(qtbot, make_window, random_models_dir, indoor_clip):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random")
-    wait_result(qtbot, window, lambda r: r.model == "tiny-random" and r.labels is not None)
+def test_switch_variants_and_resolution_while_playing(qtbot, make_window, shipped_models_dir, indoor_clip):
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny")
+    wait_result(qtbot, window, lambda r: r.model == "camvid-tiny" and r.labels is not None)
     seen = []
     window.frame_shown.connect(seen.append)
 
     for variant in ("small", "base"):
-        name = f"{variant}-random"
+        name = f"camvid-{variant}"
         qtbot.keyClick(window, {"small": Qt.Key.Key_2, "base": Qt.Key.Key_3}[variant])
         result = wait_result(qtbot, window, lambda r, n=name: r.model == n and r.stats.inference_ms > 0
                              and r.stats.model == n)
@@ -70,7 +71,7 @@ def test_switch_variants_and_resolution_while_playing(qtbot, make_window, random
         assert window.model_panel.model_combo.currentData() == name
     # the old session served until the new one was ready: no frame went out unsegmented
     assert seen and all(r.labels is not None for r in seen)
-    assert [r.model for r in seen][0] == "tiny-random"
+    assert [r.model for r in seen][0] == "camvid-tiny"
 
     full_ms = window.last_result.stats.inference_ms
     qtbot.keyClick(window, Qt.Key.Key_H)
@@ -81,12 +82,12 @@ def test_switch_variants_and_resolution_while_playing(qtbot, make_window, random
     assert half.stats.inference_ms != full_ms  # the median restarted with the resolution
 
     qtbot.keyClick(window, Qt.Key.Key_1)
-    back = wait_result(qtbot, window, lambda r: r.model == "tiny-random" and r.stats.model == "tiny-random")
+    back = wait_result(qtbot, window, lambda r: r.model == "camvid-tiny" and r.stats.model == "camvid-tiny")
     assert back.stats.input_size == (224, 384)
 
 
-def test_pause_step_seek_and_still_image(qtbot, make_window, random_models_dir, indoor_clip, tmp_path):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random", scale="half")
+def test_pause_step_seek_and_still_image(qtbot, make_window, shipped_models_dir, indoor_clip, tmp_path):
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny", scale="half")
     wait_result(qtbot, window, lambda r: r.labels is not None)
     qtbot.keyClick(window, Qt.Key.Key_Space)
     assert not window.playing
@@ -111,9 +112,9 @@ def test_pause_step_seek_and_still_image(qtbot, make_window, random_models_dir, 
     assert result.labels.shape == INDOOR_HW
 
     # display options re-render the same class map
-    palette = window.worker.segmenter.palette_bgr
     window.display_panel.mask_only_check.setChecked(True)
-    mask = wait_result(qtbot, window, lambda r: np.array_equal(r.overlay_bgr, palette[r.labels]))
+    # the colours shown are the result's palette (the "distinct" one by default), in BGR for overlay_bgr
+    mask = wait_result(qtbot, window, lambda r: np.array_equal(r.overlay_bgr, r.palette_rgb[:, ::-1][r.labels]))
     assert np.array_equal(mask.labels, result.labels)  # re-rendered, not re-segmented
 
 
@@ -142,24 +143,24 @@ def test_empty_state_without_models_or_source(qtbot, make_window, indoor_clip, t
     qtbot.waitUntil(lambda: window.side_scroll.isVisible(), timeout=5000)
 
 
-def test_settings_are_remembered(qtbot, make_window, random_models_dir, indoor_clip):
-    window = make_window(random_models_dir, source=str(indoor_clip), model="small-random", scale="half")
-    wait_result(qtbot, window, lambda r: r.model == "small-random")
+def test_settings_are_remembered(qtbot, make_window, shipped_models_dir, indoor_clip):
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-small", scale="half")
+    wait_result(qtbot, window, lambda r: r.model == "camvid-small")
     window.display_panel.opacity_slider.setValue(70)
     window.display_panel.boundaries_check.setChecked(True)
     window.display_panel.dark_check.setChecked(False)
     window.close()
 
-    again = make_window(random_models_dir)
+    again = make_window(shipped_models_dir)
     s = again.settings
-    assert (s.model, s.scale, s.opacity, s.boundaries, s.theme) == ("small-random", "half", 0.7, True, "light")
+    assert (s.model, s.scale, s.opacity, s.boundaries, s.theme) == ("camvid-small", "half", 0.7, True, "light")
     assert s.last_source == str(indoor_clip)
-    wait_result(qtbot, again, lambda r: r.model == "small-random" and r.stats.scale == "half")
+    wait_result(qtbot, again, lambda r: r.model == "camvid-small" and r.stats.scale == "half")
     assert again.display_panel.opacity_slider.value() == 70
     again.display_panel.dark_check.setChecked(True)  # leave the process in the default theme
 
 
-def test_latest_frame_semantics_drop_not_queue(qtbot, make_window, random_models_dir, indoor_clip, monkeypatch):
+def test_latest_frame_semantics_drop_not_queue(qtbot, make_window, shipped_models_dir, indoor_clip, monkeypatch):
     """A model slower than the source drops frames (counted) instead of queueing them;
     "as fast as possible" playback drops none."""
     original = Segmenter.segment
@@ -169,7 +170,7 @@ def test_latest_frame_semantics_drop_not_queue(qtbot, make_window, random_models
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Segmenter, "segment", slow_segment)
-    window = make_window(random_models_dir, source=str(indoor_clip), model="tiny-random", scale="half")
+    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny", scale="half")
     shown = []
     window.frame_shown.connect(lambda r: shown.append(r) if r.is_new and r.labels is not None else None)
     qtbot.waitUntil(lambda: len(shown) >= 4, timeout=30000)

@@ -1,0 +1,79 @@
+"""What a training run is: its settings (:class:`TrainConfig`) and the named recipes.
+
+The recipes are the rows of the ablation in docs/training.md, each one the previous plus
+one change, so that every row is a single command (``main.py train --recipe NAME``) and
+the run records which row it was. Flags given next to ``--recipe`` override it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..paths import DEFAULT_CAMVID
+
+# Cumulative ablation rows: each adds one change to the previous one.
+RECIPES: dict[str, dict] = {}
+RECIPES["baseline"] = {  # the recipe of the shipped v1 models (tiny-a, small-a, base-a) without EMA
+    "lr": 6e-4, "rare_crop": 0.3, "scale_range": (0.5, 2.0), "photometric": "basic", "loss": "ce", "ema": 0.0}
+RECIPES["+scale"] = {**RECIPES["baseline"], "scale_range": (0.5, 3.0)}  # 720p/1080p "full" in range
+RECIPES["+photometric"] = {**RECIPES["+scale"], "photometric": "strong"}  # + blur, noise, JPEG
+RECIPES["+ohem"] = {**RECIPES["+photometric"], "loss": "ohem"}  # thin rare classes
+RECIPES["+ema"] = {**RECIPES["+ohem"], "ema": 0.999}
+RECIPES["strong"] = dict(RECIPES["+ema"])  # the full recipe under its own name
+
+LOSSES = ("ce", "ohem")
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "tiny"
+    data: str = DEFAULT_CAMVID
+    out: str = "runs/tiny"
+    epochs: int = 200
+    batch: int = 8
+    crop: tuple[int, int] = (288, 384)
+    lr: float = 3e-4
+    head_lr_mult: float = 10.0
+    weight_decay: float = 0.01
+    warmup_iters: int = 300
+    poly_power: float = 1.0
+    min_lr: float = 0.0
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = 0.75
+    rare_crop: float = 0.0
+    photometric: str = "basic"  # none | basic (mmseg colour jitter) | strong (+ blur, noise, JPEG)
+    loss: str = "ce"  # ce | ohem
+    ohem_thresh: float = 0.7  # OHEM: pixels whose true-class probability is below this are hard
+    ohem_min_kept: int = 100_000  # OHEM: at least this many hardest pixels per batch
+    class_weight: str = "none"
+    label_smoothing: float = 0.0
+    drop_path: float = 0.1
+    ema: float = 0.999  # 0 disables EMA
+    eval_every: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 2
+    workers: int = 0  # augmentation threads (0: in the training thread); results do not depend on it
+    amp: bool = False  # bfloat16 autocast for forward and loss (meant for --device cuda)
+    channels_last: bool = True  # ~1.5x faster convolutions on CPU
+    init: str | None = None  # start from these weights (a run's best.pth/last.pth): fine-tuning
+    limit: int | None = None  # use only the first N training images (tests)
+    val_limit: int | None = None  # validate on only the first N frames of each validation set
+    holdout_drive: str | None = None  # train without this drive; it is the selection metric
+    train_splits: str = "train"  # splits trained on (with holdout_drive: "train,val")
+    val_split: str = "val"  # the mixed validation split, reported for continuity
+    recipe: str = ""  # the named recipe (RECIPES) the settings started from, if any
+    num_classes: int = 11
+    ignore_index: int = 11
+    command: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_saved(cls, saved: dict, **override) -> "TrainConfig":
+        """A config from a checkpoint's dict (JSON turned tuples into lists; older runs lack
+        the newer fields, which then take the defaults that reproduce their behaviour)."""
+        known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__}
+        cfg = cls(**{**known, **override})
+        cfg.crop, cfg.scale_range = tuple(cfg.crop), tuple(cfg.scale_range)
+        if cfg.photometric is True or cfg.photometric is False:  # configs before the modes
+            cfg.photometric = "basic" if cfg.photometric else "none"
+        return cfg

@@ -1,0 +1,51 @@
+"""The ablation table from run folders (torch-free: reads config.json and log.jsonl).
+
+``main.py train --report runs/abl-*`` prints one Markdown row per run, so the table in
+docs/training.md is produced by a command, not copied by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import StudioError
+
+
+def summarise_run(run_dir: str | Path) -> dict:
+    """The best evaluation of a run by its selection metric (held-out drive if the run
+    held one out, else mixed val), over raw and EMA weights, with the other figures of
+    that same evaluation."""
+    run = Path(run_dir)
+    cfg_path, log_path = run / "config.json", run / "log.jsonl"
+    if not cfg_path.is_file() or not log_path.is_file():
+        raise StudioError(f"{run} is not a run folder with a log (expected {cfg_path} and {log_path})")
+    cfg = json.loads(cfg_path.read_text())
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise StudioError(f"{log_path} holds no evaluation yet")
+    holdout = cfg.get("holdout_drive")
+    key = "miou_holdout" if holdout else "miou"
+    best = None
+    for r in records:
+        for suffix, source in (("", "raw"), ("_ema", "EMA")):
+            if key + suffix in r and (best is None or r[key + suffix] > best["score"]):
+                best = {"score": r[key + suffix], "epoch": r["epoch"], "source": source,
+                        "miou_val": r.get("miou" + suffix), "per_drive": r.get("per_drive" + suffix, {})}
+    last = records[-1]
+    return {"run": run.name, "variant": cfg.get("variant"), "recipe": cfg.get("recipe") or "-",
+            "holdout": holdout, "epochs_done": last["epoch"], "epochs": cfg.get("epochs"),
+            "train_min": round(last.get("train_s", 0.0) / 60, 1), **best}
+
+
+def format_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`summarise_run` rows."""
+    head = ("| run | variant | recipe | epochs | selected on | best mIoU (epoch, weights) | mixed val mIoU "
+            "| per drive | train min |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    lines = [head]
+    for r in rows:
+        drives = ", ".join(f"{d} {v * 100:.2f}" for d, v in r["per_drive"].items())
+        sel = f"held-out {r['holdout']}" if r["holdout"] else "mixed val"
+        val = "" if r["miou_val"] is None else f"{r['miou_val'] * 100:.2f}"
+        lines.append(f"| `{r['run']}` | {r['variant']} | {r['recipe']} | {r['epochs_done']}/{r['epochs']} | {sel} "
+                     f"| {r['score'] * 100:.2f} ({r['epoch']}, {r['source']}) | {val} | {drives} | {r['train_min']} |")
+    return "\n".join(lines)

@@ -1,0 +1,194 @@
+"""Models dialog: the installed list, speed measured here, import with progress, remove, offline download."""
+from __future__ import annotations
+
+import shutil
+import socket
+
+import pytest
+
+from app import model_tasks
+from app.models_dialog import ModelsDialog
+from app.settings_store import SettingsStore
+from engine.paths import MODELS_DIR
+from engine.registry import Registry
+
+pytestmark = [pytest.mark.gui]
+
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    """A writable copy of the shipped models (camvid-tiny only: quick to measure)."""
+    out = tmp_path / "models"
+    out.mkdir()
+    registry = Registry(MODELS_DIR)
+    tiny = registry.get("camvid-tiny")
+    Registry(out).add(tiny, registry.verify(tiny))
+    return out
+
+
+def make_dialog(qtbot, models_dir, measure=False, **kw) -> ModelsDialog:
+    dialog = ModelsDialog(None, models_dir, SettingsStore(), measure=measure, **kw)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/download?id="
+
+
+def test_installed_models_show_full_accuracy_and_speed_measured_here(qtbot, shipped_copy):
+    dialog = make_dialog(qtbot, shipped_copy, measure=True)
+    assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == ["camvid-tiny"]
+    row = [dialog.table.item(0, c).text() for c in range(dialog.table.columnCount())]
+    assert row[1] == "camvid" and row[2] == "11"
+    assert row[3] == "val mIoU 58.9 %, pixel accuracy 91.2 % (101 images)"  # the full text, not clipped
+    assert row[4].endswith(" MB")
+    qtbot.waitUntil(lambda: "ms/frame" in dialog.speed_cell("camvid-tiny"), timeout=60000)
+    ms = dialog.settings.speed_ms(Registry(shipped_copy).get("camvid-tiny").sha256)
+    assert ms is not None and 1 < ms < 10000
+    dialog.close()
+    again = make_dialog(qtbot, shipped_copy, measure=True)  # cached: shown at once, nothing measured
+    assert "ms/frame" in again.speed_cell("camvid-tiny") and not again.runner.busy()
+    again.select("camvid-tiny")
+    assert again.use_button.isEnabled() and not again.remove_button.isEnabled()  # bundled: not removable
+
+
+def test_import_without_torch_names_the_install_command(qtbot, shipped_copy, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_tasks, "torch_available", lambda: False)
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"PK\x03\x04 not really")
+    dialog = make_dialog(qtbot, shipped_copy)
+    assert dialog.import_checkpoint(str(checkpoint), "ade20k") is None
+    assert "pip install -e '.[train]'" in dialog.import_status.text()
+    assert dialog.download("tiny") is None and "pip install -e '.[train]'" in dialog.download_status.text()
+
+
+@pytest.mark.torch
+def test_offline_download_says_so_plainly_and_saves_nothing(qtbot, shipped_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_DOWNLOAD_URL", closed_port_url())
+    cache = tmp_path / "cache"
+    dialog = make_dialog(qtbot, shipped_copy, cache_dir=cache)
+    job = dialog.download("tiny")
+    assert job is not None and dialog.cancel_button.isEnabled() and dialog.download_progress.isVisible()
+    qtbot.waitUntil(lambda: not dialog.runner.busy(), timeout=60000)
+    qtbot.waitUntil(lambda: dialog.download_button.isEnabled(), timeout=5000)
+    assert dialog.download_status.text() == model_tasks.OFFLINE
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert Registry(shipped_copy).names() == ["camvid-tiny"]
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_import_a_checkpoint_then_remove_it(qtbot, shipped_copy, shared_dir):
+    dialog = make_dialog(qtbot, shipped_copy)
+    changed = []
+    dialog.models_changed.connect(changed.append)
+    job = dialog.import_checkpoint(str(shared_dir / "reference" / "topformer-tiny-ade20k.pth"), "ade20k", "my-ade")
+    assert job is not None and dialog.import_progress.isVisible() and not dialog.import_button.isEnabled()
+    qtbot.waitUntil(lambda: changed == ["my-ade"], timeout=120000)
+    assert "Installed my-ade: 150 classes" in dialog.import_status.text()
+    assert not dialog.import_progress.isVisible()
+    entry = Registry(shipped_copy).get("my-ade")
+    assert entry.dataset == "ade20k" and model_tasks.is_user_added(entry)
+    dialog.select("my-ade")
+    assert dialog.remove_button.isEnabled()
+    dialog.remove_button.click()
+    assert changed == ["my-ade", "my-ade"] and Registry(shipped_copy).names() == ["camvid-tiny"]
+    assert not (shipped_copy / "my-ade.onnx").exists()
+    with pytest.raises(Exception, match="came with the app"):
+        model_tasks.remove_model(shipped_copy, "camvid-tiny")
+
+
+def test_window_opens_the_dialog_from_the_menu_and_the_picker_link(qtbot, make_window, shipped_copy):
+    window = make_window(shipped_copy, model="camvid-tiny")
+    qtbot.waitUntil(lambda: window.serving is not None, timeout=20000)
+    action = next(a for a in window.menus.models_menu.actions() if a.text() == "Download…")
+    action.trigger()
+    dialog = window.models_dialog
+    assert dialog is not None and dialog.isVisible() and dialog.tabs.currentIndex() == 1
+    dialog.close()
+    qtbot.waitUntil(lambda: window.models_dialog is None, timeout=5000)
+    window.model_panel.manage_link.linkActivated.emit("manage")
+    assert window.models_dialog is not None and window.models_dialog.tabs.currentIndex() == 0
+    window.models_dialog.close()
+
+
+class SlowRangeServer:
+    """A local HTTP server for one file, in small slow chunks, honouring Range (like the real one)."""
+
+    def __init__(self, path, chunk: int = 64 * 1024, delay_s: float = 0.08):
+        import http.server
+        import threading
+
+        data = path.read_bytes()
+        self.ranges: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):  # noqa: D102 - quiet
+                pass
+
+            def do_GET(self):  # noqa: N802 - http.server name
+                start = 0
+                header = self.headers.get("Range")
+                server.ranges.append(header or "")
+                if header:
+                    start = int(header.split("=")[1].split("-")[0])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(data) - start))
+                self.end_headers()
+                try:
+                    for i in range(start, len(data), chunk):
+                        self.wfile.write(data[i:i + chunk])
+                        time.sleep(delay_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        import time
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/file?id="
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="test-http", daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_download_shows_progress_cancels_and_resumes(qtbot, shipped_copy, shared_dir, tmp_path, monkeypatch):
+    from engine import download as dl
+
+    if not hasattr(dl, "download"):
+        pytest.skip("needs engine.download.download (progress and cancel callbacks)")
+    server = SlowRangeServer(shared_dir / "reference" / "topformer-tiny-ade20k.pth")
+    monkeypatch.setenv("STUDIO_DOWNLOAD_URL", server.url)
+    cache = tmp_path / "cache"
+    try:
+        dialog = make_dialog(qtbot, shipped_copy, cache_dir=cache)
+        dialog.download("tiny")
+        qtbot.waitUntil(lambda: dialog.download_progress.maximum() == 1000 and dialog.download_progress.value() > 100,
+                        timeout=30000)
+        assert " MB" in dialog.download_progress.format()
+        dialog.cancel_button.click()
+        qtbot.waitUntil(lambda: dialog.download_button.isEnabled(), timeout=30000)
+        assert "cancelled" in dialog.download_status.text().lower()
+        parts = list(cache.glob("*.part"))
+        assert len(parts) == 1 and parts[0].stat().st_size > 0
+        changed = []
+        dialog.models_changed.connect(changed.append)
+        dialog.download("tiny")  # resumes where it stopped
+        qtbot.waitUntil(lambda: changed == ["ade20k-tiny"], timeout=180000)
+        assert server.ranges[0] == "" and server.ranges[-1].startswith("bytes=") and server.ranges[-1] != "bytes=0-"
+        assert Registry(shipped_copy).get("ade20k-tiny").num_classes == 150
+    finally:
+        server.close()
