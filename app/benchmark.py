@@ -5,6 +5,10 @@ The UI-thread stall is measured from the first segmented frame to the last.
 With ``health_every_s`` it also prints, every that many seconds, one ``{"health": ...}`` JSON
 line on stderr (frames, RSS, ``sys.getrefcount(True/None)``): the soak test reads them to catch
 leaks such as PySide6 6.12.0's lost reference to True on each bool signal (tests/test_soak.py).
+With ``--unpaced`` file sources are decoded as fast as the engine takes them (no frame
+dropped, none waited for), so ``e2e_fps`` shows whether the app keeps up with its engine:
+``app_vs_engine`` = e2e_fps / (1000 / inference_ms_median), 1.0 when nothing but the
+network and its post-processing limits the frame rate.
 """
 from __future__ import annotations
 
@@ -41,8 +45,8 @@ def health_sample(frames: int, elapsed_s: float) -> dict:
 
 class BenchmarkRun(ScriptedRun):
     def __init__(self, window: MainWindow, frames: int, out: TextIO = sys.stdout, timeout_s: float = 300.0,
-                 min_seconds: float = 0.0, health_every_s: float = 0.0):
-        self.frames, self.out = max(1, frames), out
+                 min_seconds: float = 0.0, health_every_s: float = 0.0, unpaced: bool = False):
+        self.frames, self.out, self.unpaced = max(1, frames), out, unpaced
         self.min_seconds = max(0.0, min_seconds)
         # Long runs may take longer: allow 5 frames a second (2500 frames of a 10 fps clip = 250 s).
         timeout_s = max(timeout_s, self.min_seconds + 300.0, self.frames / 5.0)
@@ -85,6 +89,9 @@ class BenchmarkRun(ScriptedRun):
         stats = self.window.worker.stats
         snap = result.stats
         ordered = sorted(self._infer_ms)
+        e2e_fps = round((self._shown - 1) / elapsed, 2) if elapsed > 0 and self._shown > 1 else snap.e2e_fps
+        median_ms = statistics.median(ordered) if ordered else None
+        segmenter = self.window.worker.segmenter
         report = {
             "frames": self._shown,
             "source": result.source.description if result.source else "",
@@ -95,8 +102,11 @@ class BenchmarkRun(ScriptedRun):
             "input_size": list(snap.input_size),
             "elapsed_s": round(elapsed, 3),
             "source_fps": snap.source_fps,
-            "e2e_fps": round((self._shown - 1) / elapsed, 2) if elapsed > 0 and self._shown > 1 else snap.e2e_fps,
-            "inference_ms_median": round(statistics.median(ordered), 2) if ordered else None,
+            "e2e_fps": e2e_fps,
+            "inference_ms_median": round(median_ms, 2) if median_ms else None,
+            "unpaced": self.unpaced,
+            "backend": segmenter.backend_name if segmenter is not None else None,
+            "app_vs_engine": round(e2e_fps * median_ms / 1000.0, 3) if median_ms and e2e_fps else None,
             "inference_ms_p90": round(ordered[int(0.9 * (len(ordered) - 1))], 2) if ordered else None,
             "frames_read": stats.read,  # since the source opened, like the on-screen counter
             "frames_dropped": stats.dropped,

@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--screenshot", metavar="PNG", help="save a screenshot of the window and exit")
     parser.add_argument("--screenshot-after", type=float, default=3.0, metavar="S",
                         help="seconds of playback before the screenshot (default 3)")
+    parser.add_argument("--backend", choices=("onnxruntime", "openvino", "auto"),
+                        help="inference runtime (default onnxruntime; auto = OpenVINO when installed and faster here)")
+    parser.add_argument("--precision", choices=("f32", "bf16", "f16"), help="OpenVINO precision (default f32)")
+    parser.add_argument("--unpaced", action="store_true",
+                        help="with --benchmark-frames: decode file sources as fast as the engine takes them")
     parser.add_argument("--window-size", default="1440x900", metavar="WxH",
                         help="window size for --screenshot and --benchmark-frames (default 1440x900)")
     parser.add_argument("--profile", choices=("pi", "desktop"),
@@ -87,6 +92,17 @@ def launch(argv: list[str]) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
+    if args.backend:  # read by engine.backends for every model this process loads
+        os.environ["STUDIO_BACKEND"] = args.backend
+    if args.precision:
+        os.environ["STUDIO_PRECISION"] = args.precision
+    if args.backend == "openvino":
+        from engine.backends import openvino_available
+
+        if not openvino_available():
+            print("error: --backend openvino: OpenVINO is not installed (pip install openvino)", file=sys.stderr)
+            return 2
+
     from PySide6.QtCore import QEvent, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -107,7 +123,7 @@ def launch(argv: list[str]) -> int:
     if args.theme:
         settings.theme = args.theme
     apply_theme(app, settings.theme)
-    if args.fast:
+    if args.fast or args.unpaced:
         settings.realtime = False
     apply_ui_settings(app, settings, profile)
     window = MainWindow(settings, models_dir=args.models_dir, source=args.source, model=args.model,
@@ -124,7 +140,7 @@ def launch(argv: list[str]) -> int:
         from .benchmark import BenchmarkRun
 
         runner = BenchmarkRun(window, args.benchmark_frames, min_seconds=args.benchmark_seconds,
-                              health_every_s=args.health_every)
+                              health_every_s=args.health_every, unpaced=args.unpaced)
         runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
                         "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:

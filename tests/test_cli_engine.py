@@ -102,16 +102,20 @@ def test_segment_image_video_and_errors(tmp_path, random_models_dir, shared_dir,
 @pytest.mark.shared
 @pytest.mark.torch
 def test_bench_json(random_models_dir):
-    proc = cli("bench", "--json", "--models", "tiny-random", "--repeat", "1", "--models-dir", str(random_models_dir))
+    proc = cli("bench", "--json", "--models", "tiny-random", "--repeat", "1", "--models-dir", str(random_models_dir),
+               "--backends", "onnxruntime")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["cpu"].startswith("CPU: ")
     rows = report["rows"]
-    assert {(r["frame"], r["scale"]) for r in rows} == {(f, s) for f in ("1280x720", "640x480") for s in ("full", "half")}
+    assert {(r["frame"], r["scale"]) for r in rows} == {(f, s) for f in ("1280x720", "768x432") for s in ("full", "half")}
     for r in rows:
-        assert r["raw_ms"] > 0 and r["segmenter_ms"] > 0 and r["naive_ms"] > 0
-        assert r["overhead_ratio"] == pytest.approx(r["segmenter_ms"] / r["raw_ms"], rel=0.01)
+        assert r["network_ms"] > 0 and r["pipeline_ms"] > 0 and r["naive_ms"] > 0 and r["blocky_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["pipeline_ms"] / r["network_ms"], rel=0.01)
+        assert r["backend"] == "onnxruntime" and r["precision"] == "f32"
     full = {r["frame"]: r["input"] for r in rows if r["scale"] == "full"}
-    assert full == {"1280x720": "1280x704", "640x480": "640x480"}
+    assert full == {"1280x720": "1280x704", "768x432": "768x448"}
+    assert all(0 < r["boundary_share"] < 1 for r in rows if r["scale"] == "full")
 
 
 class _CheckpointServer(http.server.BaseHTTPRequestHandler):

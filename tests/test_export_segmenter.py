@@ -1,4 +1,4 @@
-"""ONNX export (in-graph pre/post-processing) and the ONNX Runtime Segmenter."""
+"""ONNX export (network + in-graph normalisation, logits out) and the Segmenter's exact labels."""
 from __future__ import annotations
 
 import glob
@@ -12,7 +12,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from engine.checkpoint import load_model  # noqa: E402
 from engine.errors import StudioError  # noqa: E402
-from engine.export import labels_from_logits  # noqa: E402
+from engine.postprocess import labels_from_logits  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 from engine.segmenter import Segmenter  # noqa: E402
 from engine.topformer import MEAN_RGB, STD_RGB  # noqa: E402
@@ -30,14 +30,48 @@ def torch_labels(model, frame_bgr: np.ndarray, in_hw, out_hw) -> np.ndarray:
     return up.argmax(1)[0].numpy().astype(np.uint8)
 
 
-def test_boundary_upsample_equals_full_upsample():
-    gen = torch.Generator().manual_seed(0)
-    for (h, w), (oh, ow) in [((7, 9), (56, 72)), ((12, 20), (90, 161)), ((5, 5), (5, 5))]:
-        coarse = torch.randn(1, 6, h, w, generator=gen)
-        logits = F.interpolate(coarse, scale_factor=2, mode="nearest")  # plateaus + boundaries
-        full = F.interpolate(logits, size=(oh, ow), mode="bilinear", align_corners=False).argmax(1)[0]
-        fast = labels_from_logits(logits, torch.tensor([oh, ow]))
-        assert torch.equal(full.to(torch.uint8), fast)
+@pytest.mark.parametrize("classes", [2, 6, 11, 150])
+def test_boundary_upsample_equals_full_upsample(classes):
+    """The numpy boundary-only labels equal torch's full bilinear upsample + argmax, pixel for pixel."""
+    gen = torch.Generator().manual_seed(classes)
+    sizes = [((7, 9), (56, 72)), ((12, 20), (90, 161)), ((5, 5), (5, 5)), ((10, 12), (7, 9)),
+             ((22, 40), (176, 320)), ((23, 41), (180, 321)), ((44, 80), (720, 1280))]
+    for (h, w), (oh, ow) in sizes:
+        coarse = torch.randn(1, classes, (h + 1) // 2, (w + 1) // 2, generator=gen) * 3
+        logits = F.interpolate(coarse, scale_factor=2, mode="nearest")[:, :, :h, :w].contiguous()  # plateaus + boundaries
+        full = F.interpolate(logits, size=(oh, ow), mode="bilinear", align_corners=False).argmax(1)[0].numpy()
+        fast = labels_from_logits(logits[0].numpy(), (oh, ow))
+        assert fast.shape == (oh, ow)
+        assert np.array_equal(full, fast), f"{(h, w)}->{(oh, ow)}: {(full != fast).sum()} pixels differ"
+
+
+def test_graph_is_the_network_with_metadata(tmp_path):
+    """The export ends at conv_seg's logits, keeps the node name, and carries its metadata."""
+    import onnx
+
+    from engine.export import export_onnx
+    from engine.graph import GRAPH_FORMAT, decode_metadata
+    from engine.topformer import create_model
+
+    model = create_model("tiny", 11).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", metadata={"name": "x", "dataset": "camvid"})
+    proto = onnx.load(str(path))
+    assert [i.name for i in proto.graph.input] == ["image"] and [o.name for o in proto.graph.output] == ["logits"]
+    last = [n for n in proto.graph.node if n.output[0] == "logits"][0]
+    assert last.op_type == "Conv" and "conv_seg" in last.name
+    meta = decode_metadata({p.key: p.value for p in proto.metadata_props})
+    assert meta["graph"] == GRAPH_FORMAT and meta["variant"] == "tiny" and meta["dataset"] == "camvid"
+    assert len(meta["classes"]) == 11 and len(meta["palette"]) == 11 and meta["input_multiple"] == 32
+    assert meta["normalisation"]["mean_rgb"] == list(MEAN_RGB)
+    x = torch.randint(0, 256, (1, 64, 96, 3), dtype=torch.uint8)
+    import onnxruntime as ort
+
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    rgb = x.permute(0, 3, 1, 2).flip(1).float()
+    with torch.no_grad():
+        ref = model((rgb - torch.tensor(MEAN_RGB).view(1, 3, 1, 1)) / torch.tensor(STD_RGB).view(1, 3, 1, 1))
+    assert out.shape == (1, 11, 8, 12)
+    assert np.abs(out - ref.numpy()).max() < 1e-3
 
 
 @pytest.mark.shared
@@ -50,7 +84,7 @@ def test_onnx_matches_pytorch_on_real_images(shared_dir, random_models_dir):
         agree = total = 0
         for path in images:
             frame = cv2.imread(path)
-            ours = seg.run(seg.prepare(frame, in_hw), frame.shape[:2])  # the graph, labels at image size
+            ours = seg.run(seg.prepare(frame, in_hw), frame.shape[:2])  # graph + post-processing, labels at image size
             ref = torch_labels(model, frame, in_hw, frame.shape[:2])
             assert ours.shape == frame.shape[:2] and ours.dtype == np.uint8
             agree += int((ours == ref).sum())
@@ -89,9 +123,11 @@ def test_segmenter_full_and_half(random_models_dir, videos):
     assert seg.input_size(frame.shape[:2], "full") == (704, 1280)
     assert seg.input_size(frame.shape[:2], "half") == (352, 640)
     for scale in ("full", "half"):
-        labels = seg.segment(frame, scale).labels
+        result = seg.segment(frame, scale)
+        labels = result.labels
         assert labels.shape == (720, 1280) and labels.dtype == np.uint8
         assert labels.max() < seg.num_classes
+        assert 1.0 / seg.num_classes <= result.confidence <= 1.0
     gray = seg.segment(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), "half").labels
     assert gray.shape == (720, 1280)
     # half: labels computed at input resolution, then scaled to the frame (nearest)

@@ -54,8 +54,31 @@ def run_command(argv: list[str]) -> int:
 
 
 def add_models_dir(parser: argparse.ArgumentParser) -> None:
-    """Every command that loads models takes --models-dir (tests never touch models/)."""
+    """Every command that loads models takes --models-dir (tests never touch models/), and the backend options."""
     parser.add_argument("--models-dir", default=None, help="model folder (default: the repository's models/)")
+    add_backend(parser)
+
+
+class _SetEnv(argparse.Action):
+    """Stores the option and exports it for every Segmenter this process loads (engine.backends reads it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import os
+
+        setattr(namespace, self.dest, values)
+        os.environ[self.const] = values
+
+
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    """--backend onnxruntime|openvino|auto and --precision f32|bf16|f16, for every command that loads models."""
+    from ..backends import BACKENDS, PRECISIONS
+
+    parser.add_argument("--backend", choices=BACKENDS, action=_SetEnv, const="STUDIO_BACKEND",
+                        help="inference runtime (default onnxruntime; auto = OpenVINO when installed and measured "
+                             "faster here at first use)")
+    parser.add_argument("--precision", choices=PRECISIONS, action=_SetEnv, const="STUDIO_PRECISION",
+                        help="OpenVINO inference precision (default f32: labels as ONNX Runtime's; bf16 is faster "
+                             "on CPUs that have it, with slightly different labels: see `bench --precisions`)")
 
 
 def unknown_command(name: str) -> int:

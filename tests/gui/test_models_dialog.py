@@ -166,10 +166,6 @@ class SlowRangeServer:
 @pytest.mark.shared
 @pytest.mark.torch
 def test_download_shows_progress_cancels_and_resumes(qtbot, shipped_copy, shared_dir, tmp_path, monkeypatch):
-    from engine import download as dl
-
-    if not hasattr(dl, "download"):
-        pytest.skip("needs engine.download.download (progress and cancel callbacks)")
     server = SlowRangeServer(shared_dir / "reference" / "topformer-tiny-ade20k.pth")
     monkeypatch.setenv("STUDIO_DOWNLOAD_URL", server.url)
     cache = tmp_path / "cache"
