@@ -157,18 +157,19 @@ class FrameReader:
             if self.paused:
                 self._step = True  # show the frame at the new position
         elif name == "pause":
-            self.paused = bool(arg)
+            was_paused, self.paused = self.paused, bool(arg)
             if not self.paused:
                 if self._ended and self._source is not None and not self._source.is_live:
                     self._rewind()
-                self._restart_clock()
+                if was_paused:  # a repeated "play" must not restart the clock (a burst of frames)
+                    self._restart_clock()
         elif name == "step":
             if self._ended and self._source is not None and not self._source.is_live:
                 self._rewind()
             self.paused, self._step = True, True
         elif name == "loop":
             self.loop = bool(arg)
-        elif name == "realtime":
+        elif name == "realtime" and self.realtime != bool(arg):
             self.realtime = bool(arg)
             self._restart_clock()
 
