@@ -72,7 +72,7 @@ class AnnotateDialog(QDialog):
         self.out_root = Path(out_root) if out_root else None
         self.setWindowTitle("Annotate video")
         self.models_dir = models_dir
-        self.worker: AnnotateWorker | None = None
+        self.worker: Job | None = None
         self.result: ann.AnnotateResult | None = None
         self.error: str | None = None
         self.state = "idle"  # idle, running, done, failed, cancelled

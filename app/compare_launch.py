@@ -8,49 +8,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import statistics
 import sys
 import time
 from pathlib import Path
 from typing import TextIO
 
-from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from engine.errors import StudioError
 
 from .compare_window import CompareWindow, parse_panes_lenient, split_panes
 from .compare_worker import CompareSet, pane_frame_indices
+from .scripted_run import ScriptedRun, run_event_loop
 from .stall_meter import StallMeter
 
 
-class CompareScriptedRun(QObject):
-    """Owns the exit code and a watchdog, so a scripted compare run always ends (0 or 2)."""
+class CompareScriptedRun(ScriptedRun):
+    """A scripted compare run: the single view's watchdog and exit code, plus a failing source ends it."""
 
     def __init__(self, window: CompareWindow, timeout_s: float):
-        super().__init__(window)
-        self.window = window
-        self.exit_code: int | None = None
-        self._watchdog = QTimer(self)
-        self._watchdog.setSingleShot(True)
-        self._watchdog.timeout.connect(self._timed_out)
-        self._watchdog.start(int(timeout_s * 1000))
+        super().__init__(window, timeout_s, lambda: self._fail("no frames within the time limit"))
         window.worker.source_failed.connect(lambda msg: self._fail(f"source failed: {msg}"))
-
-    def _timed_out(self) -> None:
-        self._fail("no frames within the time limit")
-
-    def _fail(self, message: str) -> None:
-        if self.exit_code is None:
-            print(f"error: {message}", file=sys.stderr, flush=True)
-            self._quit(2)
-
-    def _quit(self, code: int) -> None:
-        self.exit_code = code
-        self._watchdog.stop()
-        self.window.close()
-        QApplication.instance().exit(code)
 
 
 class CompareBenchmarkRun(CompareScriptedRun):
@@ -188,18 +168,4 @@ def launch_compare(args: argparse.Namespace, window_size: tuple[int, int]) -> in
     elif args.screenshot is not None:
         runner = CompareScreenshotRun(window, Path(args.screenshot), args.screenshot_after)
     window.show()
-    # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    heartbeat = QTimer()
-    heartbeat.start(250)
-    heartbeat.timeout.connect(lambda: None)
-    code = app.exec()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    heartbeat.stop()
-    window.close()
-    app.processEvents()  # delete the window while Python is fully alive (see launch.py)
-    window.deleteLater()
-    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
-    if runner is not None and runner.exit_code is not None:
-        code = runner.exit_code
-    return int(code)
+    return run_event_loop(app, window, runner)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -103,11 +102,11 @@ def launch(argv: list[str]) -> int:
             print("error: --backend openvino: OpenVINO is not installed (pip install openvino)", file=sys.stderr)
             return 2
 
-    from PySide6.QtCore import QEvent, QTimer
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
     from .profiles import apply_process_settings, apply_ui_settings, profile_for_args
+    from .scripted_run import run_event_loop
     from .settings_store import APPLICATION, ORGANIZATION, SettingsStore
     from .theme import apply_theme
 
@@ -150,21 +149,7 @@ def launch(argv: list[str]) -> int:
     window.show()
     if args.fullscreen:
         window.set_fullscreen_on_start()
-    # Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt events).
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    heartbeat = QTimer()
-    heartbeat.start(250)
-    heartbeat.timeout.connect(lambda: None)
-    code = app.exec()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    window.close()  # no-op when already closed; stops the worker threads otherwise
-    # Deliver what the stopped threads queued and delete the window while Python is still fully
-    # alive: leaving Qt objects to interpreter shutdown can crash some PySide6 versions at exit.
-    app.processEvents()
-    window.deleteLater()
-    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
-    if runner is not None and runner.exit_code is not None:
-        code = runner.exit_code
+    code = run_event_loop(app, window, runner)
     if os.environ.get("STUDIO_DEBUG_THREADS") == "1":
         print(f"threads alive at exit: {window.worker.threads_alive()}", file=sys.stderr)
-    return int(code)
+    return code

@@ -1,19 +1,21 @@
 """Base of the scripted, self-ending window runs (``--benchmark-frames``, ``--screenshot``)."""
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer
-from PySide6.QtWidgets import QApplication
-
-from .main_window import MainWindow
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QWidget
 
 
 class ScriptedRun(QObject):
-    """Owns the exit code and a watchdog, so a scripted run always ends, with 0 or 2."""
+    """Owns the exit code and a watchdog, so a scripted run always ends, with 0 or 2.
 
-    def __init__(self, window: MainWindow, timeout_s: float, on_timeout: Callable[[], None]):
+    ``window`` is the main window or the compare window: anything with ``close()``.
+    """
+
+    def __init__(self, window: QWidget, timeout_s: float, on_timeout: Callable[[], None]):
         super().__init__(window)
         self.window = window
         self.exit_code: int | None = None
@@ -32,3 +34,26 @@ class ScriptedRun(QObject):
         self._watchdog.stop()
         self.window.close()
         QApplication.instance().exit(code)
+
+
+def run_event_loop(app: QApplication, window: QWidget, runner: ScriptedRun | None) -> int:
+    """Show ``window``, run Qt until it closes, tear down while Python is alive; the exit code.
+
+    Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt
+    events, hence the heartbeat timer). Deleting the window before interpreter shutdown
+    avoids crashes at exit seen with some PySide6 versions.
+    """
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.start(250)
+    heartbeat.timeout.connect(lambda: None)
+    code = app.exec()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    heartbeat.stop()
+    window.close()  # no-op when already closed; stops the worker threads otherwise
+    app.processEvents()
+    window.deleteLater()
+    app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    if runner is not None and runner.exit_code is not None:
+        code = runner.exit_code
+    return int(code)

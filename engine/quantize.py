@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StudioError
-from .registry import ModelEntry, Registry, sha256_of
+from .registry import ModelEntry, Registry
 
 NETWORK_PREFIX = "/model/"
 KEEP_FLOAT = ("conv_seg", "/ppa/")  # see the module docstring

@@ -25,7 +25,7 @@ from ..segmenter import Segmenter
 from ..sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable
 from .folder import CVAT_FILE, OVERLAY_FILE, SUMMARY_FILE, TOOL, OutputFolder
 from .items import PipelineCounts
-from .pipeline import AnnotateCancelled, Pipeline, ProgressCallback
+from .pipeline import Pipeline, ProgressCallback
 from .plan import (AnnotateOptions, JobPlan, VideoInfo, frame_name, parse_every, parse_formats, parse_opacity,
                    parse_time, select_frames, video_digest)
 from .folder import OutputError
