@@ -10,14 +10,13 @@ and checked against the manifest when the model is loaded.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .fileio import atomic_output
 from .graph import model_metadata, set_metadata
 from .topformer import MEAN_RGB, STD_RGB, TopFormer
 
@@ -71,29 +70,23 @@ def export_onnx(model: TopFormer, path: Path, metadata: dict | None = None, samp
     path.parent.mkdir(parents=True, exist_ok=True)
     graph = DeployGraph(model.eval()).eval()
     image = torch.randint(0, 256, (1, sample_hw[0], sample_hw[1], 3), dtype=torch.uint8)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 graph,
                 (image,),
-                tmp,
+                str(tmp),
                 input_names=["image"],
                 output_names=["logits"],
                 dynamic_axes={"image": {1: "height", 2: "width"}, "logits": {2: "logit_height", 3: "logit_width"}},
                 opset_version=OPSET,
                 dynamo=False,
             )
-        proto = onnx.load(tmp)
+        proto = onnx.load(str(tmp))
         if not any(n.op_type == "Conv" and "conv_seg" in n.name for n in proto.graph.node):
             raise RuntimeError("export lost the conv_seg node name (the network-only cut relies on it)")
         set_metadata(proto, export_metadata(model, metadata))
         onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        onnx.save(proto, str(tmp))
     return path

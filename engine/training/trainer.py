@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from torch import nn
 
 from ..datasets import list_samples, parse_splits, select_samples
 from ..errors import StudioError
+from ..fileio import atomic_output
 from ..topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
@@ -150,10 +150,9 @@ def augment_batch(images: list[np.ndarray], labels: list[np.ndarray], idx: np.nd
 
 
 def atomic_save(obj: dict, path: Path) -> None:
-    """Write next to the target then rename: an interrupt never leaves a broken checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """Write next to the target then rename (engine.fileio): an interrupt never leaves a broken checkpoint."""
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _init_weights(path: Path) -> dict:
