@@ -333,12 +333,17 @@ def open_compare(parent: QWidget | None, source=None, models_dir: Path | str | N
     stops first (``set_playing(False)``), so it does not compete with the panes for the CPU.
     The compare window deletes itself when closed.
     """
+    spec = getattr(source, "spec", source)
+    camera = spec is not None and bool(getattr(source, "is_live", False))
     if pause is not None:
         pause.set_playing(False)
-    spec = getattr(source, "spec", source)
+        if camera:  # a camera serves one reader: hand it to the compare view, take it back on close
+            pause.close_source()
     window = CompareWindow(panes, models_dir=models_dir, source=None if spec is None else str(spec), parent=parent)
     window.setWindowFlag(Qt.WindowType.Window, True)
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    if pause is not None and camera:
+        window.destroyed.connect(lambda *_: pause.take_back_source(str(spec)))
     window.resize(1440, 900)
     window.show()
     return window

@@ -149,6 +149,16 @@ class MainWindow(QMainWindow):
         """Open a camera index or a file path; errors arrive as source_failed (the old source keeps playing)."""
         self.worker.open_source(str(spec))
 
+    def close_source(self) -> None:
+        """Stop reading the current source (e.g. a camera handed to the compare view)."""
+        self.worker.close_source()
+
+    def take_back_source(self, spec: str) -> None:
+        """Reopen and play a source handed to another window, unless this window is closing."""
+        if self.isVisible():
+            self.open_source(spec)
+            self.set_playing(True)
+
     def open_file_dialog(self) -> None:
         patterns = " ".join(f"*{ext}" for ext in sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS))
         path, _ = QFileDialog.getOpenFileName(self, "Open video or image", self.settings.last_open_dir,

@@ -172,3 +172,23 @@ def test_view_menu_opens_the_compare_view_on_the_same_video(qtbot, make_window, 
         qtbot.waitUntil(lambda: compare[0].last_set is not None, timeout=60000)
     finally:
         compare[0].close()
+
+
+def test_a_camera_is_handed_to_the_compare_view_and_taken_back(qtbot, make_window, videos):
+    """A camera serves one reader: the main view lets go of it while the compare view runs."""
+    from app.compare_window import CompareWindow
+    from engine.registry import default_models_dir
+    from engine.sources import VideoFileSource
+
+    class FakeCamera(VideoFileSource):
+        kind, is_live = "camera", True
+
+    window = make_window(default_models_dir(), source=str(videos / INDOOR), model="camvid-tiny", opener=FakeCamera)
+    qtbot.waitUntil(lambda: window.source_info is not None and window.source_info.is_live, timeout=30000)
+    next(a for a in window.actions() if a.text() == "Compare models…").trigger()
+    compare = window.findChildren(CompareWindow)[0]
+    qtbot.waitUntil(lambda: window.worker.current_source() is None, timeout=10000)  # released
+    qtbot.waitUntil(lambda: compare.last_set is not None, timeout=60000)
+    compare.close()
+    qtbot.waitUntil(lambda: window.worker.current_source() is not None, timeout=10000)  # taken back
+    assert window.playing
