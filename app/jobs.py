@@ -1,9 +1,15 @@
-"""The app's one idiom for one-off background jobs: a QRunnable on a QThreadPool, with signals.
+"""One-off background jobs on the app's one thread idiom: plain Python threads, results by Qt signal.
+
+Every background activity of the app is a plain ``threading.Thread`` (the capture, inference
+and compose loops, the compare worker, model loading, the camera probe, snapshots, and the
+jobs here); the UI thread never waits on one, and whatever the UI must see comes back as a
+Qt signal, which Qt queues to the UI thread because it is emitted from another thread.
 
 A job is a plain function ``fn(job)`` that may call ``job.report(done, total)`` and check
-``job.cancelled``; its result or its error comes back to the UI thread as a queued signal.
-Dialogs own a ``JobRunner`` (their own pool) and wait for it when they close, so no job
-outlives the window that started it by more than its next cancellation check.
+``job.cancelled``; its result or its error comes back as a queued signal. Dialogs own a
+``JobRunner`` (its own worker threads, one job at a time by default) and wait for it when
+they close, so no job outlives the window that started it by more than its next
+cancellation check.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ import threading
 import time
 from typing import Callable
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, Signal
 
 from engine.errors import StudioError
 
@@ -23,10 +29,8 @@ class JobSignals(QObject):
     failed = Signal(str)  # one line for the user
 
 
-class Job(QRunnable):
+class Job:
     def __init__(self, name: str, fn: Callable[["Job"], object]):
-        super().__init__()
-        self.setAutoDelete(False)  # the runner keeps it until it has finished
         self.name, self.fn = name, fn
         self.signals = JobSignals()
         self.cancel_event = threading.Event()
@@ -75,32 +79,45 @@ class Job(QRunnable):
 
 
 class JobRunner(QObject):
-    """A private thread pool (one job at a time by default) and the jobs it runs."""
+    """Runs each job on its own thread; with ``serial`` (the default) one at a time, in order."""
 
-    def __init__(self, parent: QObject | None = None, threads: int = 1):
+    def __init__(self, parent: QObject | None = None, serial: bool = True):
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
+        self.serial = serial
         self.jobs: list[Job] = []
+        self._threads: dict[Job, threading.Thread] = {}
 
     def start(self, name: str, fn: Callable[[Job], object], finished: Callable | None = None,
               failed: Callable | None = None, progress: Callable | None = None, update: Callable | None = None) -> Job:
-        """Run ``fn`` in the pool; the receivers are connected before it starts (a fast job loses nothing)."""
+        """Start ``fn``; the receivers are connected before it starts (a fast job loses nothing)."""
         self.jobs = [j for j in self.jobs if not j.done.is_set()]
+        self._threads = {j: t for j, t in self._threads.items() if t.is_alive()}
+        previous = self.jobs[-1] if self.serial and self.jobs else None
         job = Job(name, fn)
         for signal, slot in ((job.signals.finished, finished), (job.signals.failed, failed),
                              (job.signals.progress, progress), (job.signals.update, update)):
             if slot is not None:
                 signal.connect(slot)
         self.jobs.append(job)
-        self.pool.start(job)
+        thread = threading.Thread(target=self._run, args=(job, previous), name=f"studio-job-{name}", daemon=True)
+        self._threads[job] = thread
+        thread.start()
         return job
+
+    @staticmethod
+    def _run(job: Job, previous: Job | None) -> None:
+        if previous is not None:
+            previous.done.wait()  # serial: the jobs of one dialog never compete for the CPU
+        job.run()
 
     def busy(self) -> bool:
         return any(not j.done.is_set() for j in self.jobs)
 
     def shutdown(self, timeout_ms: int = 3000) -> bool:
-        """Cancel every job and wait for them; True when all ended in time."""
+        """Cancel every job and wait for their threads; True when all ended in time."""
         for job in self.jobs:
             job.cancel()
-        return self.pool.waitForDone(timeout_ms)
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        for thread in list(self._threads.values()):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads.values())
