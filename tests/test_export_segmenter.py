@@ -162,3 +162,4 @@ def test_segmenter_rejects_missing_and_damaged_models(models_copy):
     path.unlink()
     with pytest.raises(StudioError, match="missing"):
         Segmenter.load("tiny-random", models_copy)
+
