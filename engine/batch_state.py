@@ -1,7 +1,7 @@
 """The record of a batch: ``batch.json``, rewritten atomically as the batch goes.
 
 Per video: status (pending, running, done, failed + one-line reason), frames done of total,
-attempts, throughput; at the top the settings (a resume must match them), the executor and
+attempts, throughput, and for a video split with ``--chunk-seconds`` its chunks' records; at the top the settings (a resume must match them), the executor and
 the totals. Executors report through events; :class:`BatchState` applies them.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import annotate as ann
+from .batch_chunks import adopt_chunks, apply_chunk_event, apply_merge_event
 from .batch_task import Event, EventCallback
 from .fileio import atomic_write_text
 
@@ -83,6 +84,7 @@ class BatchState:
         self.t0 = time.perf_counter()
         self.saved_at = 0.0
         self.frames_before = 0
+        self.job_options: dict = {}  # the AnnotateOptions fields every task of the batch uses
         self.data = {"tool": "topformer-studio annotate batch", "version": 1, "status": "running",
                      "started_at": _now(), "updated_at": _now(), "settings": opts.settings(),
                      "executor": executor, "videos": []}
@@ -105,6 +107,7 @@ class BatchState:
                 entry.update(before)
             else:  # failed, interrupted or never started: run again (resuming its frames)
                 entry["attempts"] = before.get("attempts", 0)
+                adopt_chunks(entry, before)  # finished chunks of a chunked video are kept
         self.frames_before = sum(v["frames"] for v in self.videos if v["status"] == "done")
         self.data["started_at"] = previous.get("started_at", self.data["started_at"])
         self.data["resumed_at"] = _now()
@@ -119,7 +122,11 @@ class BatchState:
         entry = self.videos[event["index"]]
         kind = event["type"]
         force = kind != "progress"
-        if kind == "started":
+        if event.get("chunk") is not None:
+            apply_chunk_event(entry, event, _now())
+        elif event.get("kind") == "merge":
+            apply_merge_event(entry, event, _now())
+        elif kind == "started":
             entry.update(status="running", frames_total=event["total"], attempts=entry.get("attempts", 0) + 1)
             entry["started_at"] = _now()
         elif kind == "progress":
@@ -157,5 +164,9 @@ class BatchState:
         for entry in self.videos:
             if entry["status"] == "running":
                 entry["status"] = "pending"
+                entry.pop("stage", None)
+            for chunk in entry.get("chunks") or []:
+                if chunk["status"] == "running":
+                    chunk["status"] = "pending"
         self.data["status"] = status
         self.save()
