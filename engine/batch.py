@@ -194,10 +194,11 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
     if previous is not None:
         state.adopt(previous)
     state.save()
-    state.job_options = job_options = {"model": opts.model, "models_dir": str(opts.models_dir) if opts.models_dir else None,
+    job_options = {"model": opts.model, "models_dir": str(opts.models_dir) if opts.models_dir else None,
                    "scale": opts.scale, "every": int(opts.every), "start": opts.start, "end": opts.end,
                    "formats": ann.parse_formats(opts.formats), "opacity": float(opts.opacity),
                    "threads": described.get("threads_per_worker")}
+    state.job_options = job_options
     tasks = []
     mode = "overwrite" if opts.overwrite else "new"
     for i, entry in enumerate(state.videos):
@@ -205,8 +206,8 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
             continue
         if entry.get("chunks"):
             todo = [k for k, c in enumerate(entry["chunks"]) if c["status"] != "done"]
-            tasks += [chunk_task(out, i, entry, k, job_options, mode, opts.kill_first_attempt.get(f"{entry['out']}:{k}"))
-                      for k in todo]
+            kills = opts.kill_first_attempt
+            tasks += [chunk_task(out, i, entry, k, job_options, mode, kills.get(f"{entry['out']}:{k}")) for k in todo]
             if not todo:  # every chunk finished before: only the merge is left
                 tasks.append(merge_task(out, i, entry, job_options, mode))
             continue

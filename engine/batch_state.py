@@ -1,8 +1,9 @@
 """The record of a batch: ``batch.json``, rewritten atomically as the batch goes.
 
 Per video: status (pending, running, done, failed + one-line reason), frames done of total,
-attempts, throughput, and for a video split with ``--chunk-seconds`` its chunks' records; at the top the settings (a resume must match them), the executor and
-the totals. Executors report through events; :class:`BatchState` applies them.
+attempts, throughput, and for a video split with ``--chunk-seconds`` its chunks' records; at the
+top the settings (a resume must match them), the executor and the totals. Executors report
+through events; :class:`BatchState` applies them.
 """
 from __future__ import annotations
 
@@ -108,7 +109,9 @@ class BatchState:
             else:  # failed, interrupted or never started: run again (resuming its frames)
                 entry["attempts"] = before.get("attempts", 0)
                 adopt_chunks(entry, before)  # finished chunks of a chunked video are kept
-        self.frames_before = sum(v["frames"] for v in self.videos if v["status"] == "done")
+        self.frames_before = sum(v["frames"] if v["status"] == "done" else
+                                 sum(c["frames"] for c in v.get("chunks") or [] if c["status"] == "done")
+                                 for v in self.videos)
         self.data["started_at"] = previous.get("started_at", self.data["started_at"])
         self.data["resumed_at"] = _now()
 

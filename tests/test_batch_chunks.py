@@ -17,7 +17,7 @@ from engine import batch as b
 from engine.batch_chunks import CHUNKS_DIR, plan_chunks
 from engine.batch_pool import LocalPool
 
-from batch_clips import MODEL, REPO, SCALE, cli_args, clips, singles  # noqa: F401
+from batch_clips import MODEL, REPO, SCALE, cli_args, clips  # noqa: F401
 
 pytestmark = pytest.mark.shared
 
