@@ -16,14 +16,14 @@ from engine import annotate as ann
 from engine import batch as b
 from engine.batch_chunks import CHUNKS_DIR, plan_chunks
 from engine.batch_pool import LocalPool
+from engine.errors import StudioError
 
-from batch_clips import MODEL, REPO, SCALE, cli_args, clips  # noqa: F401
+from batch_clips import MODEL, REPO, SCALE, assert_same_folder, cli_args, clips  # noqa: F401
 
 pytestmark = pytest.mark.shared
 
 NAME = "indoor-people-768x432"
 CHUNK_S = 0.7
-COMPARED = ("overlay.mp4", "stats.csv", "cvat.zip")
 
 
 @pytest.fixture(scope="module")
@@ -32,17 +32,6 @@ def reference(tmp_path_factory, clips) -> Path:
     out = tmp_path_factory.mktemp("chunk-ref") / NAME
     ann.AnnotateJob(ann.AnnotateOptions(video=clips / f"{NAME}.mp4", model=MODEL, out=out, scale=SCALE)).prepare().run()
     return out
-
-
-def assert_same_folder(got: Path, want: Path) -> None:
-    masks = sorted(p.name for p in (want / ann.MASKS_DIR).iterdir())
-    assert sorted(p.name for p in (got / ann.MASKS_DIR).iterdir()) == masks
-    for name in masks:
-        assert (got / ann.MASKS_DIR / name).read_bytes() == (want / ann.MASKS_DIR / name).read_bytes(), name
-    for name in COMPARED:
-        assert (got / name).read_bytes() == (want / name).read_bytes(), f"{name} differs from the single run"
-    summary = json.loads((got / ann.SUMMARY_FILE).read_text())
-    assert summary["settings"] == json.loads((want / ann.SUMMARY_FILE).read_text())["settings"]
 
 
 def test_chunks_partition_the_single_jobs_frames(clips):
@@ -59,6 +48,9 @@ def test_chunks_partition_the_single_jobs_frames(clips):
         assert frames == ann.select_frames(10.0, 20, ann.parse_time(start), ann.parse_time(end), every)
     assert plan_chunks(video, 5.0, None, None, 1) is None  # fits in one chunk: not split
     assert plan_chunks(clips.parent / "broken.mp4", 0.5, None, None, 1) is None  # its whole-video task fails
+    for bad in (0, -1.5):
+        with pytest.raises(StudioError, match="--chunk-seconds must be more than 0"):
+            b.BatchOptions(inputs=[str(video)], model=MODEL, out=clips / "unused", chunk_seconds=bad).check()
 
 
 def test_pool_three_chunks_on_two_workers_identical_to_single_run(tmp_path, clips, reference):
@@ -74,6 +66,8 @@ def test_pool_three_chunks_on_two_workers_identical_to_single_run(tmp_path, clip
     assert [(c["first_frame"], c["last_frame"], c["status"], c["frames"]) for c in entry["chunks"]] == [
         (0, 6, "done", 7), (7, 13, "done", 7), (14, 19, "done", 6)]
     assert sum(c["inferred"] for c in entry["chunks"]) == entry["inferred"] == 20
+    run = json.loads((out / NAME / ann.SUMMARY_FILE).read_text())["run"]
+    assert run["inferred_frames"] == 0 and run["resumed_from_frame"] == 20  # the merge segmented nothing
     assert not (out / CHUNKS_DIR).exists()  # the chunk folders are gone after the merge
 
 
