@@ -217,14 +217,16 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
     return state, tasks
 
 
-def _merges_due(state: BatchState, opts: BatchOptions, ran: list[dict]) -> list[dict]:
-    """Merge tasks of the chunked videos whose chunks are all done (and not merged in ``ran``)."""
-    merged = {t["index"] for t in ran if t.get("kind") == "merge"}
+def _merges_due(state: BatchState, opts: BatchOptions, queued: set[int]) -> list[dict]:
+    """Merge tasks of the chunked videos whose chunks are all done (and whose merge is not ``queued``,
+    which this adds them to)."""
     out = Path(opts.out).resolve()
     mode = "overwrite" if opts.overwrite else "new"
-    return [merge_task(out, i, entry, state.job_options, mode) for i, entry in enumerate(state.videos)
-            if entry.get("chunks") and i not in merged and entry["status"] not in ("done", "failed")
-            and all(c["status"] == "done" for c in entry["chunks"])]
+    due = [i for i, entry in enumerate(state.videos)
+           if entry.get("chunks") and i not in queued and entry["status"] not in ("done", "failed")
+           and all(c["status"] == "done" for c in entry["chunks"])]
+    queued.update(due)
+    return [merge_task(out, i, state.videos[i], state.job_options, mode) for i in due]
 
 
 def run_batch(opts: BatchOptions, executor: Executor,
@@ -232,14 +234,19 @@ def run_batch(opts: BatchOptions, executor: Executor,
     """Plan, run every unfinished video on ``executor``, keep batch.json current. Ctrl-C
     (KeyboardInterrupt) marks the batch interrupted and is re-raised for the caller."""
     state, tasks = plan_batch(opts, executor)
+    queued = {t["index"] for t in tasks if t.get("kind") == "merge"}
 
-    def on_event(event: Event) -> None:
+    def on_event(event: Event) -> list[dict] | None:
         state.apply(event)
         if progress is not None:
             progress(state.progress())
+        if event["type"] == "finished" and event.get("chunk") is not None:
+            return _merges_due(state, opts, queued)  # merged as soon as its last chunk is done
+        return None
 
     if progress is not None:
         progress(state.progress())
+
     def size(task: dict) -> int:
         entry = state.videos[task["index"]]
         return entry["chunks"][task["chunk"]]["frames_total"] if "chunk" in task else entry["frames_total"]
@@ -249,8 +256,8 @@ def run_batch(opts: BatchOptions, executor: Executor,
     try:
         if tasks:
             executor.run(tasks, on_event)
-        merges = _merges_due(state, opts, tasks)
-        if merges:  # chunked videos whose chunks all finished: merged in frame order
+        merges = _merges_due(state, opts, queued)
+        if merges:  # an executor that does not take new tasks while it runs: the merges now
             executor.run(sorted(merges, key=lambda t: -size(t)), on_event)
     except KeyboardInterrupt:
         state.finish("interrupted")

@@ -9,7 +9,7 @@ video's folder, writes the whole job's fingerprint and runs the whole job with `
 annotate's resume keeps the masks and rebuilds overlay.mp4, stats.csv, cvat.zip and summary.json
 from them in frame order, so the folder is byte for byte what a single run writes (summary.json's
 ``run`` section says what the merge did: it inferred no frame). The merge is idempotent: a
-killed merge is simply run again.
+killed merge is simply run again. The driver queues it when the video's last chunk is done.
 """
 from __future__ import annotations
 

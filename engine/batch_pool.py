@@ -105,7 +105,7 @@ class LocalPool:
                 return False
             if event["type"] == "finished":
                 slot.task = None
-            on_event(event)
+            pending.extend(on_event(event) or ())  # a finished chunk may make its video's merge due
             return True
 
         def poll(timeout: float) -> list[_Slot]:

@@ -166,7 +166,8 @@ class RayExecutor:
                     except ray.exceptions.RayError as exc:
                         result = {"status": "failed", "reason": f"Ray: {str(exc).splitlines()[0][:200]}"}
                     drain()  # its last progress before its result
-                    on_event({"type": "finished", "index": task["index"], "result": result, **task_tag(task)})
+                    event = {"type": "finished", "index": task["index"], "result": result, **task_tag(task)}
+                    pending.extend(on_event(event) or ())  # a finished chunk may make its video's merge due
                     free.append(actor)
         except BaseException:  # Ctrl-C or an error of the driver
             if not self.started_ray:  # (close() shuts a local cluster down whole, quietly)

@@ -51,7 +51,8 @@ class Executor(Protocol):
 
     def describe(self) -> dict: ...
 
-    def run(self, tasks: list[dict], on_event: EventCallback) -> None: ...
+    def run(self, tasks: list[dict], on_event: EventCallback) -> None:
+        """Run ``tasks``; a list returned by ``on_event`` (for a ``finished`` event) is more tasks to run."""
 
 
 def _now() -> str:

@@ -20,7 +20,7 @@ JOB_FILE = getattr(ann, "JOB_FILE", ".annotate-job.json")
 PROGRESS_EVERY_S = 0.25  # how often a worker reports frames (a message per frame would flood the queue)
 
 Event = dict  # {"type": "started"|"progress"|"finished"|"retry", "index": int, ["chunk": k | "kind": "merge"], ...}
-EventCallback = Callable[[Event], None]
+EventCallback = Callable[[Event], "list[dict] | None"]  # may return new tasks (a video's merge)
 
 
 def available_cores() -> int:

@@ -77,7 +77,15 @@ def test_killed_chunk_is_retried_and_resume_skips_finished_chunks(tmp_path, clip
     out = tmp_path / "out"
     opts = b.BatchOptions(inputs=[str(clips / f"{NAME}.mp4")], model=MODEL, out=out, scale=SCALE,
                           chunk_seconds=CHUNK_S, kill_first_attempt={f"{NAME}:1": 3})
-    state = b.run_batch(opts, LocalPool(workers=2))
+    runs = []
+
+    class Pool(LocalPool):  # records what the driver hands the pool
+        def run(self, tasks, on_event):
+            runs.append(sorted(t.get("kind") or f"chunk {t['chunk']}" for t in tasks))
+            return super().run(tasks, on_event)
+
+    state = b.run_batch(opts, Pool(workers=2))
+    assert runs == [["chunk 0", "chunk 1", "chunk 2"]]  # the merge was queued into the same run
     entry = state.videos[0]
     assert entry["status"] == "done", entry
     assert [c["attempts"] for c in entry["chunks"]] == [1, 2, 1]
