@@ -80,55 +80,54 @@ def nearest_cells(grid: np.ndarray, ay: Axis, ax: Axis) -> np.ndarray:
     return np.repeat(np.repeat(grid, ax.count, axis=1), ay.count, axis=0)
 
 
-@dataclass(frozen=True)
-class Runs:
-    """Output pixels of some cells, as row runs (one output row of one cell) and flat indices."""
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """Each source index's output positions along one axis, in segments of fixed width.
 
-    cell_rows: np.ndarray  # int64 [K]: runs per cell (runs are in cell order)
-    run_row: np.ndarray   # int64 [S]: the run's output row
-    run_len: np.ndarray   # int64 [S]: pixels in the run
-    flat: np.ndarray      # int64 [N]: each pixel's y * out_w + x, run after run
-    wx: np.ndarray        # float32 [N]: each pixel's weight of the right source column
-
-
-def cell_runs(cy: np.ndarray, cx: np.ndarray, ay: Axis, ax: Axis) -> Runs:
-    """Every output pixel of the cells (cy, cx), from the cells' row and column ranges.
-
-    Cells -> row runs -> pixels with repeats and one arange: work in proportion to the
-    boundary pixels, never a pass over the full-size map.
+    Segment ``s`` (column of ``pos``) holds up to R positions whose lower bilinear
+    neighbour is ``index[s]``, padded by repeating its last one, so a cell's output
+    pixels become dense [R, R] blocks and a repeated position gets the same value
+    written twice. R is the interior cells' count (8 or 9 at 1/8 logits); the edge
+    indices, which own a few more positions, get two segments. Cached per size (the
+    app segments at a fixed size): a call only gathers columns. Segments last, so the
+    per-cell work runs in long inner loops over cells.
     """
-    rows_n = ay.count[cy]
-    run_cell = np.repeat(np.arange(len(cy)), rows_n)
-    run_first = np.cumsum(rows_n) - rows_n
-    run_row = ay.start[cy][run_cell] + (np.arange(len(run_cell)) - run_first[run_cell])
-    run_len = ax.count[cx][run_cell]
-    run_col = ax.start[cx][run_cell]
-    n = int(run_len.sum())
-    pix_first = np.cumsum(run_len) - run_len
-    flat = np.repeat(run_row * len(ax.low) + run_col - pix_first, run_len)
-    flat += _steps(n)
-    return Runs(cell_rows=rows_n, run_row=run_row, run_len=run_len, flat=flat,
-                wx=_row_weights(len(ay.low), ax).take(flat))
+
+    pos: np.ndarray      # int64 [R, S]: output positions (padded by repetition)
+    weight: np.ndarray   # float32 [R, S]: weight of the upper neighbour at those positions
+    inverse: np.ndarray  # float32 [R, S]: 1 - weight
+    first: np.ndarray    # int64 [in]: first segment of each source index
+    count: np.ndarray    # int64 [in]: its number of segments (0 without output positions)
 
 
-_STEPS = np.arange(0, dtype=np.int64)
+@lru_cache(maxsize=64)
+def blocks(ax: Axis) -> Blocks:
+    inner = ax.count[1:-1] if len(ax.count) > 2 else ax.count
+    width = max(int(inner.max()), 1)
+    count = -(-ax.count // width)  # ceil
+    index = np.repeat(np.arange(len(ax.count)), count)
+    first = np.cumsum(count) - count
+    part = np.arange(len(index)) - first[index]  # which segment of its index
+    start = ax.start[index] + part * width
+    stop = ax.start[index] + ax.count[index]  # exclusive
+    pos = np.minimum(start[None, :] + np.arange(width)[:, None], stop[None, :] - 1)
+    weight = ax.weight.take(pos)
+    inverse = np.float32(1.0) - weight
+    for arr in (pos, weight, inverse, first, count):
+        arr.setflags(write=False)
+    return Blocks(pos, weight, inverse, first, count)
 
 
-def _steps(n: int) -> np.ndarray:
-    """``np.arange(n)`` from a cached, growing array (read-only view)."""
-    global _STEPS
-    if len(_STEPS) < n:
-        _STEPS = np.arange(max(n, 2 * len(_STEPS)), dtype=np.int64)
-        _STEPS.setflags(write=False)
-    return _STEPS[:n]
-
-
-@lru_cache(maxsize=8)
-def _row_weights(out_h: int, ax: Axis) -> np.ndarray:
-    """ax.weight tiled over out_h rows: a pixel's horizontal weight by its flat index."""
-    table = np.tile(ax.weight, out_h)
-    table.setflags(write=False)
-    return table
+def segments(cy: np.ndarray, cx: np.ndarray, by: Blocks, bx: Blocks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The cells' (row segment, column segment) pairs, and each pair's cell: edge cells have 2 or 4."""
+    ny, nx = by.count.take(cy), bx.count.take(cx)
+    sy, sx = by.first.take(cy), bx.first.take(cx)
+    if (ny == 1).all() and (nx == 1).all():
+        return sy, sx, np.arange(len(cy))
+    n = ny * nx
+    cell = np.repeat(np.arange(len(cy)), n)
+    part = np.arange(len(cell)) - (np.cumsum(n) - n)[cell]
+    return sy[cell] + part // nx[cell], sx[cell] + part % nx[cell], cell
 
 
 def candidates(corners: np.ndarray) -> np.ndarray:
@@ -144,41 +143,39 @@ def candidates(corners: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(a, b), np.maximum(c, d)) >= (lower - margin)[:, None]
 
 
-def blend_argmax(corners: np.ndarray, cand: np.ndarray, runs: Runs, ay: Axis) -> np.ndarray:
-    """Winning class of the exact bilinear blend at each pixel of ``runs``.
+def blend_argmax(corners: np.ndarray, cand: np.ndarray, by: Blocks, bx: Blocks,
+                 sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """Winning class of the exact bilinear blend over each cell's output block: [Ry, Rx, K].
 
     ``corners`` [4, K, C] (top-left, top-right, bottom-left, bottom-right logits per
-    cell), ``cand`` [K, m]: each cell's m candidate classes in class order. Values are
-    picked per cell, blended vertically once per row run and horizontally per pixel;
-    with two candidates only their difference is blended. The first maximum wins ties,
-    like argmax.
+    cell), ``cand`` [K, m]: each cell's m candidate classes in class order. Blended
+    vertically once per block row and horizontally per pixel, by broadcasting with the
+    cells innermost; with two candidates only their difference is blended. The first
+    maximum wins ties, like argmax.
     """
     k, c = corners.shape[1], corners.shape[2]
-    pick = (np.arange(k)[:, None] * c + cand).reshape(-1)
-    per_run = runs.cell_rows
-    vals = [np.repeat(corner.reshape(-1).take(pick).reshape(k, -1), per_run, axis=0) for corner in corners]
-    wy = ay.weight.take(runs.run_row)[:, None]
-    wy0 = np.float32(1.0) - wy
-    n, wx = runs.run_len, runs.wx
+    pick = (cand.T + np.arange(k)[None, :] * c).reshape(-1)
+    v0, v1, v2, v3 = (corner.reshape(-1).take(pick).reshape(-1, k) for corner in corners)  # [m, K]
+    wy = by.weight.take(sy, 1)[:, None, :]   # [Ry, 1, K]
+    wy0 = by.inverse.take(sy, 1)[:, None, :]
+    wx = bx.weight.take(sx, 1)[None, :, :]   # [1, Rx, K]
     if cand.shape[1] == 2:  # the sign of the blended difference decides
-        diff = [v[:, 0] - v[:, 1] for v in vals]
-        d_left = diff[0] * wy0[:, 0] + diff[2] * wy[:, 0]
-        d_slope = diff[1] * wy0[:, 0] + diff[3] * wy[:, 0] - d_left
-        first = (np.repeat(d_left, n) + np.repeat(d_slope, n) * wx) >= 0
-        run_cls = np.repeat(cand, per_run, axis=0)
-        return np.where(first, np.repeat(run_cls[:, 0], n), np.repeat(run_cls[:, 1], n))
-    left = vals[0] * wy0 + vals[2] * wy  # [S, m]
-    slope = vals[1] * wy0 + vals[3] * wy - left
-    left_t, slope_t = np.ascontiguousarray(left.T), np.ascontiguousarray(slope.T)
-    best = np.repeat(left_t[0], n) + np.repeat(slope_t[0], n) * wx
-    pos = np.zeros(len(wx), np.intp)
+        d0, d1, d2, d3 = (v[0] - v[1] for v in (v0, v1, v2, v3))
+        d_left = d0 * wy0 + d2 * wy  # [Ry, 1, K]
+        d_slope = d1 * wy0 + d3 * wy - d_left
+        first = (d_left + d_slope * wx) >= 0
+        second = cand[:, 1]  # second + first * (c0 - c1), wrapping in the labels' dtype: c0 or c1
+        return first.view(np.uint8).astype(cand.dtype, copy=False) * (cand[:, 0] - second) + second
+    left = v0[:, None, None, :] * wy0 + v2[:, None, None, :] * wy  # [m, Ry, 1, K]
+    slope = v1[:, None, None, :] * wy0 + v3[:, None, None, :] * wy - left
+    best = left[0] + slope[0] * wx
+    result = np.broadcast_to(cand[:, 0], best.shape).copy()
     for j in range(1, cand.shape[1]):
-        value = np.repeat(left_t[j], n) + np.repeat(slope_t[j], n) * wx
+        value = left[j] + slope[j] * wx
         better = value > best
         np.maximum(best, value, out=best)
-        pos[better] = j
-    pix_cls = np.repeat(np.repeat(cand, per_run, axis=0), n, axis=0)
-    return pix_cls[np.arange(len(wx)), pos]
+        np.copyto(result, cand[:, j], where=better)
+    return result
 
 
 def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarray, ay: Axis, ax: Axis) -> int:
@@ -188,17 +185,22 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
     is padded. Returns the number of refined pixels.
     """
     c, h, w = logits.shape
+    uniform = uniform | (ay.count == 0)[:, None] | (ax.count == 0)[None, :]  # cells without output pixels
     cy, cx = np.nonzero(~uniform)  # low resolution: a few thousand cells at most
     if not len(cy):
         return 0
+    by, bx = blocks(ay), blocks(ax)
+    refined = int((ay.count[cy] * ax.count[cx]).sum())
+    sy, sx, cell = segments(cy, cx, by, bx)
+    cy, cx = cy[cell], cx[cell]
     rows = np.ascontiguousarray(logits.reshape(c, h * w).T)  # one contiguous row of C logits per pixel
     y1, x1 = np.minimum(cy + 1, h - 1), np.minimum(cx + 1, w - 1)
     corners = np.stack([rows.take(cy * w + cx, 0), rows.take(cy * w + x1, 0),
                         rows.take(y1 * w + cx, 0), rows.take(y1 * w + x1, 0)])  # [4, K, C]
     possible = candidates(corners)
     counts = possible.sum(1)
+    out_w = len(ax.low)
     out = labels.reshape(-1)
-    refined = 0
     for group in (counts <= 2, counts == 3, counts >= 4):  # a non-uniform cell has at least 2
         sel = np.flatnonzero(group)
         if not len(sel):
@@ -208,9 +210,9 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
             cand = np.nonzero(possible[sel])[1].reshape(len(sel), m)  # row-major: class order
         else:  # candidates first, in class order; padding classes (below the bound) never win
             cand = np.argsort(~possible[sel], axis=1, kind="stable")[:, :m]
-        runs = cell_runs(cy[sel], cx[sel], ay, ax)
-        out[runs.flat] = blend_argmax(corners[:, sel], cand.astype(labels.dtype), runs, ay)
-        refined += len(runs.flat)
+        gy, gx = sy[sel], sx[sel]
+        flat = by.pos.take(gy, 1)[:, None, :] * out_w + bx.pos.take(gx, 1)[None, :, :]  # [Ry, Rx, K]
+        out[flat] = blend_argmax(corners[:, sel], cand.astype(labels.dtype), by, bx, gy, gx)
     return refined
 
 
@@ -223,6 +225,44 @@ def labels_from_logits(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarra
     labels = nearest_cells(coarse, ay, ax)
     refine_boundaries(labels, logits, uniform_cells(coarse), ay, ax)
     return labels
+
+
+@lru_cache(maxsize=64)
+def _nearest_rows(in_len: int, out_len: int) -> np.ndarray:
+    """Per source row, how many output rows OpenCV's INTER_NEAREST gives it (its own map, so identical)."""
+    src = cv2.resize(np.arange(in_len, dtype=np.uint16)[:, None], (1, out_len), interpolation=cv2.INTER_NEAREST)[:, 0]
+    counts = np.bincount(src, minlength=in_len).astype(np.int64)
+    counts.setflags(write=False)
+    return counts
+
+
+_WIDEN = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+@lru_cache(maxsize=64)
+def _widening(w: int, out_w: int):
+    """The integer type whose multiply by 0x0101... repeats each byte out_w/w times, when OpenCV's
+    column map is exactly that; else None."""
+    factor = out_w // w if w else 0
+    if factor not in _WIDEN or out_w != factor * w or not np.array_equal(_nearest_rows(w, out_w), np.full(w, factor)):
+        return None
+    return _WIDEN[factor], _WIDEN[factor](int("01" * factor, 16))
+
+
+def nearest_upscale(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(labels, out, INTER_NEAREST)``, several times faster for the app's half scale.
+
+    When the width grows by 2, 4 or 8 (the frame's width is a multiple of 32), every
+    byte is repeated by one integer multiply (0x0101...) and the rows are copied whole
+    by OpenCV's own row map; other cases go to OpenCV.
+    """
+    h, w = labels.shape
+    out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    plan = _widening(w, out_w) if labels.dtype == np.uint8 and out_h >= h else None
+    if plan is None:
+        return cv2.resize(labels, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
+    widened = np.multiply(labels, plan[1], dtype=plan[0]).view(np.uint8)  # [h, w * factor]
+    return np.repeat(widened, _nearest_rows(h, out_h), axis=0)
 
 
 def blocky_labels(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:

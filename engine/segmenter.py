@@ -150,7 +150,7 @@ class Segmenter:
             labels = postprocess.labels_from_logits(logits, out_hw)
             conf = postprocess.confidence(logits)
         if out_hw != tuple(frame_hw):
-            labels = cv2.resize(labels, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_NEAREST)
+            labels = postprocess.nearest_upscale(labels, frame_hw)
         return labels, conf
 
     @staticmethod
