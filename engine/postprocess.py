@@ -67,11 +67,18 @@ def coarse_labels(logits: np.ndarray) -> np.ndarray:
     return arg
 
 
+_CELL = np.ones((2, 2), np.uint8)  # a cell: the pixel, its right, lower and lower-right neighbours
+
+
 def uniform_cells(coarse: np.ndarray) -> np.ndarray:
-    """bool [h, w]: the cell at (y, x) and its right/lower/lower-right neighbours share a class."""
-    padded = np.pad(coarse, ((0, 1), (0, 1)), mode="edge")
-    c = padded[:-1, :-1]
-    return (c == padded[:-1, 1:]) & (c == padded[1:, :-1]) & (c == padded[1:, 1:])
+    """bool [h, w]: the cell at (y, x) and its right/lower/lower-right neighbours share a class.
+
+    Max and min over the cell (OpenCV 2x2 dilate/erode anchored at the top-left, edges
+    replicated) are equal exactly there: 3 calls instead of a padded copy and 5 compares.
+    """
+    high = cv2.dilate(coarse, _CELL, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    low = cv2.erode(coarse, _CELL, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    return high == low
 
 
 def nearest_cells(grid: np.ndarray, ay: Axis, ax: Axis) -> np.ndarray:
@@ -119,11 +126,11 @@ def blocks(ax: Axis) -> Blocks:
 
 
 def segments(cy: np.ndarray, cx: np.ndarray, by: Blocks, bx: Blocks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The cells' (row segment, column segment) pairs, and each pair's cell: edge cells have 2 or 4."""
+    """The cells' (row segment, column segment) pairs, and each pair's cell (None: one each); edge cells have 2 or 4."""
     ny, nx = by.count.take(cy), bx.count.take(cx)
     sy, sx = by.first.take(cy), bx.first.take(cx)
     if (ny == 1).all() and (nx == 1).all():
-        return sy, sx, np.arange(len(cy))
+        return sy, sx, None
     n = ny * nx
     cell = np.repeat(np.arange(len(cy)), n)
     part = np.arange(len(cell)) - (np.cumsum(n) - n)[cell]
@@ -131,50 +138,58 @@ def segments(cy: np.ndarray, cx: np.ndarray, by: Blocks, bx: Blocks) -> tuple[np
 
 
 def candidates(corners: np.ndarray) -> np.ndarray:
-    """bool [K, C]: classes that can win somewhere in each cell, from its corners [4, K, C].
+    """bool [C, K]: classes that can win somewhere in each cell, from its corners [C, 4, K].
 
     A blend of the four corners is at most the class's largest corner value, and the
     winner's blend is at least ``max_a min_corners l_a``; classes below that bound (with
     a margin for float rounding) cannot win. Usually 2 or 3 of C remain.
     """
-    a, b, c, d = corners
-    lower = np.minimum(np.minimum(a, b), np.minimum(c, d)).max(1)
+    lower = corners.min(1).max(0)
     margin = np.float32(1e-4) * (np.abs(lower) + np.float32(1.0))
-    return np.maximum(np.maximum(a, b), np.maximum(c, d)) >= (lower - margin)[:, None]
+    return corners.max(1) >= lower - margin
 
 
-def blend_argmax(corners: np.ndarray, cand: np.ndarray, by: Blocks, bx: Blocks,
-                 sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
-    """Winning class of the exact bilinear blend over each cell's output block: [Ry, Rx, K].
+def _weights(by: Blocks, bx: Blocks, sy: np.ndarray, sx: np.ndarray):
+    """Per block row (1 - wy, wy) [Ry, 1, K] and per block column wx [1, Rx, K]."""
+    return by.inverse.take(sy, 1)[:, None, :], by.weight.take(sy, 1)[:, None, :], bx.weight.take(sx, 1)[None, :, :]
 
-    ``corners`` [4, K, C] (top-left, top-right, bottom-left, bottom-right logits per
-    cell), ``cand`` [K, m]: each cell's m candidate classes in class order. Blended
-    vertically once per block row and horizontally per pixel, by broadcasting with the
-    cells innermost; with two candidates only their difference is blended. The first
-    maximum wins ties, like argmax.
+
+def blend_two(diff: np.ndarray, first: np.ndarray, second: np.ndarray, by: Blocks, bx: Blocks,
+              sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """Cells with two candidate classes: the sign of their blended difference decides. [Ry, Rx, K].
+
+    ``diff`` [4, K]: first minus second class logit at the top-left, top-right,
+    bottom-left and bottom-right corners. Blended vertically once per block row, then
+    horizontally per pixel, cells innermost; ties go to the first (lower) class, like argmax.
     """
-    k, c = corners.shape[1], corners.shape[2]
-    pick = (cand.T + np.arange(k)[None, :] * c).reshape(-1)
-    v0, v1, v2, v3 = (corner.reshape(-1).take(pick).reshape(-1, k) for corner in corners)  # [m, K]
-    wy = by.weight.take(sy, 1)[:, None, :]   # [Ry, 1, K]
-    wy0 = by.inverse.take(sy, 1)[:, None, :]
-    wx = bx.weight.take(sx, 1)[None, :, :]   # [1, Rx, K]
-    if cand.shape[1] == 2:  # the sign of the blended difference decides
-        d0, d1, d2, d3 = (v[0] - v[1] for v in (v0, v1, v2, v3))
-        d_left = d0 * wy0 + d2 * wy  # [Ry, 1, K]
-        d_slope = d1 * wy0 + d3 * wy - d_left
-        first = (d_left + d_slope * wx) >= 0
-        second = cand[:, 1]  # second + first * (c0 - c1), wrapping in the labels' dtype: c0 or c1
-        return first.view(np.uint8).astype(cand.dtype, copy=False) * (cand[:, 0] - second) + second
-    left = v0[:, None, None, :] * wy0 + v2[:, None, None, :] * wy  # [m, Ry, 1, K]
-    slope = v1[:, None, None, :] * wy0 + v3[:, None, None, :] * wy - left
-    best = left[0] + slope[0] * wx
-    result = np.broadcast_to(cand[:, 0], best.shape).copy()
-    for j in range(1, cand.shape[1]):
+    wy0, wy, wx = _weights(by, bx, sy, sx)
+    d0, d1, d2, d3 = diff
+    d_left = d0 * wy0 + d2 * wy  # [Ry, 1, K]
+    d_slope = d1 * wy0 + d3 * wy - d_left
+    wins = (d_left + d_slope * wx) >= 0
+    # second + wins * (first - second), wrapping in the labels' dtype: first or second
+    return wins.view(np.uint8).astype(first.dtype, copy=False) * (first - second) + second
+
+
+def blend_many(values: np.ndarray, cand: np.ndarray, by: Blocks, bx: Blocks,
+               sy: np.ndarray, sx: np.ndarray) -> np.ndarray:
+    """Cells with m >= 3 candidates: argmax of the m blends (first maximum wins). [Ry, Rx, K].
+
+    ``values`` [m, 4, K]: each candidate's logits at the cell's corners; ``cand`` [m, K]
+    the candidates in class order (padding classes below the bound never win).
+    """
+    wy0, wy, wx = _weights(by, bx, sy, sx)
+    v0, v1, v2, v3 = (values[:, i, None, None, :] for i in range(4))  # [m, 1, 1, K]
+    left = v0 * wy0 + v2 * wy  # [m, Ry, 1, K]
+    slope = v1 * wy0 + v3 * wy - left
+    best = left[0] + slope[0] * wx  # [Ry, Rx, K]
+    result = np.empty(best.shape, cand.dtype)
+    result[...] = cand[0]
+    for j in range(1, len(cand)):  # a loop beats argmax over a leading axis (a transposed copy)
         value = left[j] + slope[j] * wx
         better = value > best
         np.maximum(best, value, out=best)
-        np.copyto(result, cand[:, j], where=better)
+        np.copyto(result, cand[j], where=better)
     return result
 
 
@@ -185,34 +200,40 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
     is padded. Returns the number of refined pixels.
     """
     c, h, w = logits.shape
-    uniform = uniform | (ay.count == 0)[:, None] | (ax.count == 0)[None, :]  # cells without output pixels
+    if not (ay.count.all() and ax.count.all()):  # downscaling: cells without output pixels
+        uniform = uniform | (ay.count == 0)[:, None] | (ax.count == 0)[None, :]
     cy, cx = np.nonzero(~uniform)  # low resolution: a few thousand cells at most
     if not len(cy):
         return 0
     by, bx = blocks(ay), blocks(ax)
-    refined = int((ay.count[cy] * ax.count[cx]).sum())
+    refined = int((ay.count.take(cy) * ax.count.take(cx)).sum())
     sy, sx, cell = segments(cy, cx, by, bx)
-    cy, cx = cy[cell], cx[cell]
-    rows = np.ascontiguousarray(logits.reshape(c, h * w).T)  # one contiguous row of C logits per pixel
-    y1, x1 = np.minimum(cy + 1, h - 1), np.minimum(cx + 1, w - 1)
-    corners = np.stack([rows.take(cy * w + cx, 0), rows.take(cy * w + x1, 0),
-                        rows.take(y1 * w + cx, 0), rows.take(y1 * w + x1, 0)])  # [4, K, C]
+    if cell is not None:
+        cy, cx = cy.take(cell), cx.take(cell)
+    top, bottom = cy * w, np.minimum(cy + 1, h - 1) * w
+    x1 = np.minimum(cx + 1, w - 1)
+    corners = logits.reshape(c, h * w).take(np.stack([top + cx, top + x1, bottom + cx, bottom + x1]), 1)  # [C, 4, K]
     possible = candidates(corners)
-    counts = possible.sum(1)
+    counts = possible.sum(0)
     out_w = len(ax.low)
     out = labels.reshape(-1)
-    for group in (counts <= 2, counts == 3, counts >= 4):  # a non-uniform cell has at least 2
+    for index, group in enumerate((counts <= 2, counts == 3, counts >= 4)):  # a non-uniform cell has at least 2
         sel = np.flatnonzero(group)
         if not len(sel):
             continue
-        m = int(counts[sel].max())
-        if int(counts[sel].min()) == m:
-            cand = np.nonzero(possible[sel])[1].reshape(len(sel), m)  # row-major: class order
-        else:  # candidates first, in class order; padding classes (below the bound) never win
-            cand = np.argsort(~possible[sel], axis=1, kind="stable")[:, :m]
-        gy, gx = sy[sel], sx[sel]
+        gy, gx = sy.take(sel), sx.take(sel)
         flat = by.pos.take(gy, 1)[:, None, :] * out_w + bx.pos.take(gx, 1)[None, :, :]  # [Ry, Rx, K]
-        out[flat] = blend_argmax(corners[:, sel], cand.astype(labels.dtype), by, bx, gy, gx)
+        chosen = possible[:, sel]
+        if index == 0:
+            first = chosen.argmax(0)
+            second = (c - 1) - chosen[::-1].argmax(0)
+            diff = corners[first, :, sel] - corners[second, :, sel]  # [K, 4]
+            out[flat] = blend_two(diff.T, first.astype(labels.dtype), second.astype(labels.dtype), by, bx, gy, gx)
+            continue
+        m = 3 if index == 1 else int(counts.take(sel).max())
+        cand = np.argsort(~chosen, axis=0, kind="stable")[:m]  # [m, K]: candidates first, in class order
+        values = corners[cand[:, None, :], np.arange(4)[None, :, None], sel[None, None, :]]  # [m, 4, K]
+        out[flat] = blend_many(values, cand.astype(labels.dtype), by, bx, gy, gx)
     return refined
 
 
