@@ -217,7 +217,7 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
     counts = possible.sum(0)
     out_w = len(ax.low)
     out = labels.reshape(-1)
-    for index, group in enumerate((counts <= 2, counts == 3, counts >= 4)):  # a non-uniform cell has at least 2
+    for index, group in enumerate((counts <= 2, counts >= 3)):  # a non-uniform cell has at least 2
         sel = np.flatnonzero(group)
         if not len(sel):
             continue
@@ -230,7 +230,7 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
             diff = corners[first, :, sel] - corners[second, :, sel]  # [K, 4]
             out[flat] = blend_two(diff.T, first.astype(labels.dtype), second.astype(labels.dtype), by, bx, gy, gx)
             continue
-        m = 3 if index == 1 else int(counts.take(sel).max())
+        m = int(counts.take(sel).max())
         cand = np.argsort(~chosen, axis=0, kind="stable")[:m]  # [m, K]: candidates first, in class order
         values = corners[cand[:, None, :], np.arange(4)[None, :, None], sel[None, None, :]]  # [m, 4, K]
         out[flat] = blend_many(values, cand.astype(labels.dtype), by, bx, gy, gx)
