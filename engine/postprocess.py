@@ -57,6 +57,11 @@ def axis(out_len: int, in_len: int) -> Axis:
 
 def coarse_labels(logits: np.ndarray) -> np.ndarray:
     """argmax over classes at the logits' resolution: uint8 [h, w] (int16 beyond 255 classes)."""
+    return coarse_and_top(logits)[0]
+
+
+def coarse_and_top(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The argmax over classes and the max logit [h, w] (the confidence reuses it)."""
     dtype = np.uint8 if logits.shape[0] <= 256 else np.int16
     best = logits[0].copy()
     arg = np.zeros(best.shape, dtype)
@@ -64,7 +69,7 @@ def coarse_labels(logits: np.ndarray) -> np.ndarray:
         better = logits[k] > best
         np.maximum(best, logits[k], out=best)
         arg[better] = k
-    return arg
+    return arg, best
 
 
 _CELL = np.ones((2, 2), np.uint8)  # a cell: the pixel, its right, lower and lower-right neighbours
@@ -239,13 +244,19 @@ def refine_boundaries(labels: np.ndarray, logits: np.ndarray, uniform: np.ndarra
 
 def labels_from_logits(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """argmax(bilinear_upsample(logits, out_hw)) for logits [C, h, w] float32: [out_h, out_w] class ids."""
+    return labels_and_confidence(logits, out_hw, with_confidence=False)[0]
+
+
+def labels_and_confidence(logits: np.ndarray, out_hw: tuple[int, int],
+                          with_confidence: bool = True) -> tuple[np.ndarray, float | None]:
+    """``labels_from_logits`` and ``confidence`` in one pass: the max logits are shared."""
     logits = np.asarray(logits, dtype=np.float32)
     _, h, w = logits.shape
     ay, ax = axis(int(out_hw[0]), h), axis(int(out_hw[1]), w)
-    coarse = coarse_labels(logits)
+    coarse, top = coarse_and_top(logits)
     labels = nearest_cells(coarse, ay, ax)
     refine_boundaries(labels, logits, uniform_cells(coarse), ay, ax)
-    return labels
+    return labels, (confidence(logits, top) if with_confidence else None)
 
 
 @lru_cache(maxsize=64)
@@ -291,17 +302,17 @@ def blocky_labels(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(coarse_labels(logits), (int(out_hw[1]), int(out_hw[0])), interpolation=cv2.INTER_NEAREST)
 
 
-def confidence(logits: np.ndarray) -> float:
+def confidence(logits: np.ndarray, top: np.ndarray | None = None) -> float:
     """Mean over logit pixels of the top softmax probability, in [1/C, 1].
 
-    max_k softmax_k = 1 / sum_j exp(l_j - l_max). Models with many classes are sampled
-    on every other row and column: the mean barely changes and it stays under a millisecond.
+    max_k softmax_k = 1 / sum_j exp(l_j - l_max); ``top`` is l_max when the caller has
+    it (coarse_and_top). Models with many classes are sampled on every other row and
+    column: the mean barely changes and it stays under a millisecond.
     """
     c = logits.shape[0]
     if c * logits.shape[1] * logits.shape[2] > 400_000:
-        logits = logits[:, ::2, ::2]
+        logits, top = logits[:, ::2, ::2], None
     flat = np.ascontiguousarray(logits, dtype=np.float32).reshape(c, -1)
-    top = flat.max(0)
-    shifted = flat - top
-    expo = cv2.exp(shifted.reshape(c, -1))
+    top = flat.max(0) if top is None else top.reshape(-1)
+    expo = cv2.exp(flat - top)
     return float(np.mean(1.0 / expo.sum(0)))

@@ -146,9 +146,7 @@ class Segmenter:
         if self.legacy:
             labels = self.run(image, out_hw, cancel)
         else:
-            logits = self.logits(image, cancel)
-            labels = postprocess.labels_from_logits(logits, out_hw)
-            conf = postprocess.confidence(logits)
+            labels, conf = postprocess.labels_and_confidence(self.logits(image, cancel), out_hw)
         if out_hw != tuple(frame_hw):
             labels = postprocess.nearest_upscale(labels, frame_hw)
         return labels, conf
