@@ -10,9 +10,11 @@ full resolution. Here:
    from that cell gets that class (a convex blend of vectors sharing an argmax keeps
    it), carried to full size by one nearest lookup along precomputed row/column indices;
 3. the output pixels of the other cells (class boundaries: 10 to 17 % of a street
-   frame) are listed directly from the cells' row and column ranges (index sets, no
-   scan of the full-size map, no NonZero) and blended exactly, but only for the classes
-   that can win in their cell (usually 2 or 3 of C), then argmaxed.
+   frame) are blended exactly as dense per-cell blocks (positions and weights from
+   tables cached per size, cells innermost so numpy runs long loops; no scan of the
+   full-size map, no NonZero), but only for the classes that can win in their cell
+   (usually 2 or 3 of C), then argmaxed. The cost is mostly numpy's per-call overhead,
+   so the code keeps the number of calls low (two groups of cells, few temporaries).
 
 The result equals full upsample + argmax (tests/test_export_segmenter.py against torch,
 tests/test_backends.py against OpenCV on real logits). The per-frame
