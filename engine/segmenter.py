@@ -146,11 +146,9 @@ class Segmenter:
         if self.legacy:
             labels = self.run(image, out_hw, cancel)
         else:
-            logits = self.logits(image, cancel)
-            labels = postprocess.labels_from_logits(logits, out_hw)
-            conf = postprocess.confidence(logits)
+            labels, conf = postprocess.labels_and_confidence(self.logits(image, cancel), out_hw)
         if out_hw != tuple(frame_hw):
-            labels = cv2.resize(labels, (frame_hw[1], frame_hw[0]), interpolation=cv2.INTER_NEAREST)
+            labels = postprocess.nearest_upscale(labels, frame_hw)
         return labels, conf
 
     @staticmethod
