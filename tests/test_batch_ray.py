@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from engine import batch as b
-from engine.batch_ray import RayExecutor
+from engine.jobs import batch as b
+from engine.jobs.batch_ray import RayExecutor
 
 from batch_clips import FRAMES, MODEL, REPO, SCALE, assert_identical, cli_args, clips, singles  # noqa: F401
 
