@@ -78,3 +78,18 @@ def assert_identical(out: Path, singles: dict[str, dict[str, bytes]], names=None
         got = masks_of(out / stem)
         assert got.keys() == singles[stem].keys(), stem
         assert got == singles[stem], f"{stem}: masks differ from the single-video run"
+
+
+def assert_same_folder(got: Path, want: Path) -> None:
+    """Every output file of a job folder byte for byte (masks, overlay.mp4, stats.csv, cvat.zip);
+    summary.json only in its settings (its ``run`` section says what each run did)."""
+    import json
+
+    masks = sorted(p.name for p in (want / ann.MASKS_DIR).iterdir())
+    assert sorted(p.name for p in (got / ann.MASKS_DIR).iterdir()) == masks
+    for name in masks:
+        assert (got / ann.MASKS_DIR / name).read_bytes() == (want / ann.MASKS_DIR / name).read_bytes(), name
+    for name in (ann.OVERLAY_FILE, ann.STATS_FILE, ann.CVAT_FILE):
+        assert (got / name).read_bytes() == (want / name).read_bytes(), f"{name} differs from the single run"
+    summary = json.loads((got / ann.SUMMARY_FILE).read_text())
+    assert summary["settings"] == json.loads((want / ann.SUMMARY_FILE).read_text())["settings"]

@@ -69,3 +69,20 @@ def test_ray_cli_starts_a_local_cluster(tmp_path, clips, singles):
     totals = json.loads(proc.stdout.strip().splitlines()[-1])
     assert totals["status"] == "done" and totals["done"] == 2
     assert_identical(out, singles, ["dashcam-highway-960x540", "highway-1280x720-short"])
+
+
+def test_ray_chunks_of_one_video_identical_to_single_run(tmp_path, ray_cluster, clips):
+    """--chunk-seconds on two actors: three chunks of the indoor clip, merged byte-identical."""
+    from engine.jobs import annotate as ann
+
+    from batch_clips import assert_same_folder
+
+    NAME, CHUNK_S = "indoor-people-768x432", 0.7  # 20 frames at 10 frames/s: chunks of 7 + 7 + 6
+    ref = tmp_path / "ref"
+    ann.AnnotateJob(ann.AnnotateOptions(video=clips / f"{NAME}.mp4", model=MODEL, out=ref, scale=SCALE)).prepare().run()
+    opts = b.BatchOptions(inputs=[str(clips / f"{NAME}.mp4")], model=MODEL, out=tmp_path / "out", scale=SCALE,
+                          chunk_seconds=CHUNK_S)
+    state = b.run_batch(opts, RayExecutor(workers=2))
+    entry = state.videos[0]
+    assert entry["status"] == "done" and [c["status"] for c in entry["chunks"]] == ["done"] * 3, entry
+    assert_same_folder(tmp_path / "out" / NAME, ref)

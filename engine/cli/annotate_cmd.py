@@ -51,12 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                         help="batch on Ray (pip install .[ray]): no ADDRESS starts a local cluster, "
                              "'auto' or HOST:PORT joins a running one")
+    parser.add_argument("--chunk-seconds", type=float, default=None, metavar="S",
+                        help="batch: split videos longer than S seconds into time ranges for several workers, "
+                             "merged back into one folder per video (identical to a single run)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..jobs import batch
 
-    if batch.is_batch_input(args.video) or args.workers is not None or args.ray is not None:
+    if (batch.is_batch_input(args.video) or args.workers is not None or args.ray is not None
+            or args.chunk_seconds is not None):
         from . import annotate_batch
 
         return annotate_batch.run(args)

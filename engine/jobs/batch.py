@@ -8,6 +8,8 @@ public :class:`engine.jobs.annotate.AnnotateJob` (:mod:`engine.jobs.batch_task`)
 byte-for-byte what a single job writes. ``batch.json`` (:mod:`engine.jobs.batch_state`) at the top of ``out`` records each video's status and throughput and
 is rewritten atomically as the batch goes, so a crash leaves a readable record and ``--resume``
 continues where it stopped (finished videos are skipped, unfinished ones resume their frames).
+With ``chunk_seconds`` a long video is split into time ranges run as separate tasks and merged
+back into its folder in frame order (:mod:`engine.batch_chunks`): the chunks first, then the merges.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import annotate as ann
+from .batch_chunks import CHUNKS_DIR, chunk_task, merge_task, plan_chunks
 from .batch_state import BATCH_FILE, BatchProgress, BatchState, Executor
 from .batch_task import (  # noqa: F401 - re-exported: one import for callers
     Event, EventCallback, available_cores, run_task, thread_budget)
@@ -77,7 +80,7 @@ def expand_inputs(items: list[str]) -> list[Path]:
 def output_names(videos: list[Path]) -> list[str]:
     """One folder name per video: its file name without extension; clashes (case-insensitive,
     e.g. a/clip.mp4 and b/clip.mp4) get -2, -3... in input order."""
-    used: set[str] = {BATCH_FILE.lower()}
+    used: set[str] = {BATCH_FILE.lower(), CHUNKS_DIR}
     names = []
     for video in videos:
         base = video.stem or "video"
@@ -109,7 +112,8 @@ class BatchOptions:
     workers: int | None = None  # default 1 (local) or one per CPU of the cluster (Ray)
     resume: bool = False
     overwrite: bool = False
-    kill_first_attempt: dict[str, int] = field(default_factory=dict)  # tests: video name -> frame
+    chunk_seconds: float | None = None  # split videos longer than this into time ranges (merged after)
+    kill_first_attempt: dict[str, int] = field(default_factory=dict)  # tests: "name" or "name:chunk" -> frame
 
     def settings(self) -> dict:
         """What every video's output depends on; a resumed batch must match."""
@@ -132,6 +136,8 @@ class BatchOptions:
             raise StudioError(f"--workers must be 1 or more (got {self.workers})")
         if self.threads is not None and int(self.threads) < 1:
             raise StudioError(f"--threads must be 1 or more (got {self.threads})")
+        if self.chunk_seconds is not None and not float(self.chunk_seconds) > 0:
+            raise StudioError(f"--chunk-seconds must be more than 0 (got {self.chunk_seconds})")
         Registry(self.models_dir).get(self.model)  # unknown model: one error, not one per video
 
 
@@ -180,6 +186,11 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
     except OSError as exc:
         raise StudioError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     state = BatchState(out, opts, videos, names, described)
+    if opts.chunk_seconds is not None:
+        for entry in state.videos:
+            chunks = plan_chunks(Path(entry["input"]), float(opts.chunk_seconds), opts.start, opts.end, opts.every)
+            if chunks:
+                entry.update(chunks=chunks, frames_total=sum(c["frames_total"] for c in chunks))
     if previous is not None:
         state.adopt(previous)
     state.save()
@@ -187,9 +198,18 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
                    "scale": opts.scale, "every": int(opts.every), "start": opts.start, "end": opts.end,
                    "formats": ann.parse_formats(opts.formats), "opacity": float(opts.opacity),
                    "threads": described.get("threads_per_worker")}
+    state.job_options = job_options
     tasks = []
+    mode = "overwrite" if opts.overwrite else "new"
     for i, entry in enumerate(state.videos):
         if entry["status"] == "done":
+            continue
+        if entry.get("chunks"):
+            todo = [k for k, c in enumerate(entry["chunks"]) if c["status"] != "done"]
+            kills = opts.kill_first_attempt
+            tasks += [chunk_task(out, i, entry, k, job_options, mode, kills.get(f"{entry['out']}:{k}")) for k in todo]
+            if not todo:  # every chunk finished before: only the merge is left
+                tasks.append(merge_task(out, i, entry, job_options, mode))
             continue
         tasks.append({"index": i, "video": entry["input"], "out": str(out / entry["out"]), "options": job_options,
                       "mode": "overwrite" if opts.overwrite else "new", "attempt": 1,
@@ -197,24 +217,48 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
     return state, tasks
 
 
+def _merges_due(state: BatchState, opts: BatchOptions, queued: set[int]) -> list[dict]:
+    """Merge tasks of the chunked videos whose chunks are all done (and whose merge is not ``queued``,
+    which this adds them to)."""
+    out = Path(opts.out).resolve()
+    mode = "overwrite" if opts.overwrite else "new"
+    due = [i for i, entry in enumerate(state.videos)
+           if entry.get("chunks") and i not in queued and entry["status"] not in ("done", "failed")
+           and all(c["status"] == "done" for c in entry["chunks"])]
+    queued.update(due)
+    return [merge_task(out, i, state.videos[i], state.job_options, mode) for i in due]
+
+
 def run_batch(opts: BatchOptions, executor: Executor,
               progress: Callable[[BatchProgress], None] | None = None) -> BatchState:
     """Plan, run every unfinished video on ``executor``, keep batch.json current. Ctrl-C
     (KeyboardInterrupt) marks the batch interrupted and is re-raised for the caller."""
     state, tasks = plan_batch(opts, executor)
+    queued = {t["index"] for t in tasks if t.get("kind") == "merge"}
 
-    def on_event(event: Event) -> None:
+    def on_event(event: Event) -> list[dict] | None:
         state.apply(event)
         if progress is not None:
             progress(state.progress())
+        if event["type"] == "finished" and event.get("chunk") is not None:
+            return _merges_due(state, opts, queued)  # merged as soon as its last chunk is done
+        return None
 
     if progress is not None:
         progress(state.progress())
+
+    def size(task: dict) -> int:
+        entry = state.videos[task["index"]]
+        return entry["chunks"][task["chunk"]]["frames_total"] if "chunk" in task else entry["frames_total"]
+
     # longest first: the batch ends when its longest video does, so start that one early
-    tasks.sort(key=lambda t: -state.videos[t["index"]]["frames_total"])
+    tasks.sort(key=lambda t: -size(t))
     try:
         if tasks:
             executor.run(tasks, on_event)
+        merges = _merges_due(state, opts, queued)
+        if merges:  # an executor that does not take new tasks while it runs: the merges now
+            executor.run(sorted(merges, key=lambda t: -size(t)), on_event)
     except KeyboardInterrupt:
         state.finish("interrupted")
         raise

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from .batch import MAX_ATTEMPTS
-from .batch_task import EventCallback, available_cores, run_task, thread_budget
+from .batch_task import EventCallback, available_cores, run_task, task_tag, thread_budget
 
 STOP_WAIT_S = 15.0  # Ctrl-C: how long cancelled jobs get to stop before their workers are killed
 
@@ -54,7 +54,7 @@ def _worker_main(wid: int, inbox, conn, cancel_mp, threads: int) -> None:
         if task is None:
             return
         result = run_task(task, send, cancel)
-        send({"type": "finished", "index": task["index"], "result": result})
+        send({"type": "finished", "index": task["index"], "result": result, **task_tag(task)})
 
 
 @dataclass
@@ -105,7 +105,7 @@ class LocalPool:
                 return False
             if event["type"] == "finished":
                 slot.task = None
-            on_event(event)
+            pending.extend(on_event(event) or ())  # a finished chunk may make its video's merge due
             return True
 
         def poll(timeout: float) -> list[_Slot]:
@@ -134,9 +134,9 @@ class LocalPool:
                     reason = f"worker process died (exit code {slot.process.exitcode}) on attempt {task['attempt']}"
                     if task["attempt"] >= MAX_ATTEMPTS:
                         on_event({"type": "finished", "index": task["index"],
-                                  "result": {"status": "failed", "reason": reason}})
+                                  "result": {"status": "failed", "reason": reason}, **task_tag(task)})
                     else:
-                        on_event({"type": "retry", "index": task["index"], "reason": reason})
+                        on_event({"type": "retry", "index": task["index"], "reason": reason, **task_tag(task)})
                         pending.appendleft({**task, "attempt": task["attempt"] + 1})
         except KeyboardInterrupt:
             cancel.set()

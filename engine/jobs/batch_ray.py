@@ -1,7 +1,8 @@
 """Ray executor for batch annotation (``--ray [ADDRESS]``, ``pip install .[ray]``).
 
-One actor per worker loads the model once and annotates one video per call, through the same
-:func:`engine.jobs.batch.run_task` as the local pool, so outputs are identical. Ray restarts an actor
+One actor per worker loads the model once and annotates one video (or one chunk of a video,
+or merges a video's chunks) per call, through the same
+:func:`engine.batch.run_task` as the local pool, so outputs are identical. Ray restarts an actor
 whose process died (``max_restarts``) and retries the call on it (``max_task_retries``); the
 retry finds the dead attempt's job file and resumes its finished masks.
 
@@ -20,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from .batch import MAX_ATTEMPTS
-from .batch_task import EventCallback, available_cores, run_task, thread_budget
+from .batch_task import EventCallback, available_cores, run_task, task_tag, thread_budget
 from ..errors import StudioError
 
 POLL_S = 0.3
@@ -165,7 +166,8 @@ class RayExecutor:
                     except ray.exceptions.RayError as exc:
                         result = {"status": "failed", "reason": f"Ray: {str(exc).splitlines()[0][:200]}"}
                     drain()  # its last progress before its result
-                    on_event({"type": "finished", "index": task["index"], "result": result})
+                    event = {"type": "finished", "index": task["index"], "result": result, **task_tag(task)}
+                    pending.extend(on_event(event) or ())  # a finished chunk may make its video's merge due
                     free.append(actor)
         except BaseException:  # Ctrl-C or an error of the driver
             if not self.started_ray:  # (close() shuts a local cluster down whole, quietly)

@@ -1,8 +1,9 @@
 """The record of a batch: ``batch.json``, rewritten atomically as the batch goes.
 
 Per video: status (pending, running, done, failed + one-line reason), frames done of total,
-attempts, throughput; at the top the settings (a resume must match them), the executor and
-the totals. Executors report through events; :class:`BatchState` applies them.
+attempts, throughput, and for a video split with ``--chunk-seconds`` its chunks' records; at the
+top the settings (a resume must match them), the executor and the totals. Executors report
+through events; :class:`BatchState` applies them.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from . import annotate as ann
+from .batch_chunks import adopt_chunks, apply_chunk_event, apply_merge_event
 from .batch_task import Event, EventCallback
 from ..fileio import atomic_write_text
 
@@ -49,7 +51,8 @@ class Executor(Protocol):
 
     def describe(self) -> dict: ...
 
-    def run(self, tasks: list[dict], on_event: EventCallback) -> None: ...
+    def run(self, tasks: list[dict], on_event: EventCallback) -> None:
+        """Run ``tasks``; a list returned by ``on_event`` (for a ``finished`` event) is more tasks to run."""
 
 
 def _now() -> str:
@@ -83,6 +86,7 @@ class BatchState:
         self.t0 = time.perf_counter()
         self.saved_at = 0.0
         self.frames_before = 0
+        self.job_options: dict = {}  # the AnnotateOptions fields every task of the batch uses
         self.data = {"tool": "topformer-studio annotate batch", "version": 1, "status": "running",
                      "started_at": _now(), "updated_at": _now(), "settings": opts.settings(),
                      "executor": executor, "videos": []}
@@ -105,7 +109,10 @@ class BatchState:
                 entry.update(before)
             else:  # failed, interrupted or never started: run again (resuming its frames)
                 entry["attempts"] = before.get("attempts", 0)
-        self.frames_before = sum(v["frames"] for v in self.videos if v["status"] == "done")
+                adopt_chunks(entry, before)  # finished chunks of a chunked video are kept
+        self.frames_before = sum(v["frames"] if v["status"] == "done" else
+                                 sum(c["frames"] for c in v.get("chunks") or [] if c["status"] == "done")
+                                 for v in self.videos)
         self.data["started_at"] = previous.get("started_at", self.data["started_at"])
         self.data["resumed_at"] = _now()
 
@@ -119,7 +126,11 @@ class BatchState:
         entry = self.videos[event["index"]]
         kind = event["type"]
         force = kind != "progress"
-        if kind == "started":
+        if event.get("chunk") is not None:
+            apply_chunk_event(entry, event, _now())
+        elif event.get("kind") == "merge":
+            apply_merge_event(entry, event, _now())
+        elif kind == "started":
             entry.update(status="running", frames_total=event["total"], attempts=entry.get("attempts", 0) + 1)
             entry["started_at"] = _now()
         elif kind == "progress":
@@ -157,5 +168,9 @@ class BatchState:
         for entry in self.videos:
             if entry["status"] == "running":
                 entry["status"] = "pending"
+                entry.pop("stage", None)
+            for chunk in entry.get("chunks") or []:
+                if chunk["status"] == "running":
+                    chunk["status"] = "pending"
         self.data["status"] = status
         self.save()

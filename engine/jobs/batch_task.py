@@ -19,8 +19,8 @@ from ..errors import StudioError
 JOB_FILE = getattr(ann, "JOB_FILE", ".annotate-job.json")
 PROGRESS_EVERY_S = 0.25  # how often a worker reports frames (a message per frame would flood the queue)
 
-Event = dict  # {"type": "started"|"progress"|"finished"|"retry", "index": int, ...}
-EventCallback = Callable[[Event], None]
+Event = dict  # {"type": "started"|"progress"|"finished"|"retry", "index": int, ["chunk": k | "kind": "merge"], ...}
+EventCallback = Callable[[Event], "list[dict] | None"]  # may return new tasks (a video's merge)
 
 
 def available_cores() -> int:
@@ -56,6 +56,11 @@ def worker_segmenter(options: dict):
     return _models[key]
 
 
+def task_tag(task: dict) -> dict:
+    """What an event must carry besides the video's index: its chunk, or that it is the merge."""
+    return {k: task[k] for k in ("chunk", "kind") if task.get(k) is not None}
+
+
 def _job_mode(task: dict) -> tuple[bool, bool]:
     """(resume, overwrite) for this attempt. A folder holding a job file is continued (an earlier
     attempt or an interrupted batch started it; the masks it finished are kept); a folder with
@@ -71,12 +76,27 @@ def _job_mode(task: dict) -> tuple[bool, bool]:
 
 
 def run_task(task: dict, emit: EventCallback, cancel: threading.Event | None = None) -> dict:
-    """Annotate one video (in a worker). Never raises for a bad video: returns its status."""
+    """Annotate one video, one chunk of a video, or merge a video's chunks (in a worker).
+    Never raises for a bad video: returns its status."""
+    tag = task_tag(task)
+    send = (lambda e: emit({**e, **tag})) if tag else emit
+    try:
+        if task.get("kind") == "merge":
+            from .batch_chunks import merge_chunks
+
+            return merge_chunks(task, send, cancel)
+        return _annotate(task, send, cancel)
+    except ann.AnnotateCancelled:
+        return {"status": "cancelled"}
+    except StudioError as exc:
+        return {"status": "failed", "reason": _one_line(exc)}
+    except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)}"}
+
+
+def progress_sender(task: dict, emit: EventCallback, kill_at: int | None = None):
+    """A job progress callback that reports at most every PROGRESS_EVERY_S (and kills at ``kill_at``: tests)."""
     index = task["index"]
-    resume, overwrite = _job_mode(task)
-    options = ann.AnnotateOptions(video=task["video"], out=task["out"], resume=resume, overwrite=overwrite,
-                                  **task["options"])
-    kill_at = task.get("kill_at") if not resume else None
     last = [0.0]
 
     def progress(p) -> None:
@@ -87,19 +107,21 @@ def run_task(task: dict, emit: EventCallback, cancel: threading.Event | None = N
             last[0] = now
             emit({"type": "progress", "index": index, "done": p.done, "total": p.total})
 
-    try:
-        loads = len(_models)
-        segmenter = worker_segmenter(task["options"])
-        loaded = len(_models) > loads  # this video paid for loading the model
-        job = ann.AnnotateJob(options, segmenter=segmenter).prepare()
-        emit({"type": "started", "index": index, "total": len(job.indices), "pid": os.getpid(), "resumed": resume})
-        result = job.run(progress, cancel)
-    except ann.AnnotateCancelled:
-        return {"status": "cancelled"}
-    except StudioError as exc:
-        return {"status": "failed", "reason": _one_line(exc)}
-    except Exception as exc:  # noqa: BLE001 - one bad video must not end the batch
-        return {"status": "failed", "reason": f"{type(exc).__name__}: {_one_line(exc)}"}
+    return progress
+
+
+def _annotate(task: dict, emit: EventCallback, cancel: threading.Event | None) -> dict:
+    index = task["index"]
+    resume, overwrite = _job_mode(task)
+    options = ann.AnnotateOptions(video=task["video"], out=task["out"], resume=resume, overwrite=overwrite,
+                                  **task["options"])
+    progress = progress_sender(task, emit, task.get("kill_at") if not resume else None)
+    loads = len(_models)
+    segmenter = worker_segmenter(task["options"])
+    loaded = len(_models) > loads  # this video paid for loading the model
+    job = ann.AnnotateJob(options, segmenter=segmenter).prepare()
+    emit({"type": "started", "index": index, "total": len(job.indices), "pid": os.getpid(), "resumed": resume})
+    result = job.run(progress, cancel)
     return {"status": "done", "frames": result.frames, "inferred": result.inferred,
             "seconds": round(result.seconds, 3), "fps": round(result.fps, 3),
             "already_complete": bool(result.already_complete), "loaded_model": loaded}

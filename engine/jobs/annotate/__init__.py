@@ -23,6 +23,7 @@ Public API (stable; import it from ``engine.jobs.annotate``, not from the module
                     codec_name, already_complete, files, fps
     AnnotateCancelled (cancel was set), FolderInUse (another live job holds the folder): StudioErrors
     FORMATS, frame_name(index), parse_time(value), parse_formats(value), video_digest(path)
+    select_frames(fps, frame_count, start_s, end_s, every)   # the source frame numbers a job takes
     layout names: MASKS_DIR, OVERLAY_FILE, STATS_FILE, CVAT_FILE, SUMMARY_FILE, JOB_FILE, LOCK_FILE,
                   TMP_PREFIX
 
@@ -46,14 +47,14 @@ from .folder import (CVAT_FILE, JOB_FILE, LOCK_FILE, MASKS_DIR, OUTPUT_FILES, OV
 from .items import Progress
 from .job import AnnotateJob, AnnotateResult
 from .pipeline import AnnotateCancelled, ProgressCallback
-from .plan import FORMATS, AnnotateOptions, frame_name, parse_formats, parse_time, video_digest
+from .plan import FORMATS, AnnotateOptions, frame_name, parse_formats, parse_time, select_frames, video_digest
 from .sinks import CODECS, pick_codec
 
 __all__ = [
     "AnnotateCancelled", "AnnotateJob", "AnnotateOptions", "AnnotateResult", "CODECS", "CVAT_FILE",
     "FORMATS", "FolderInUse", "JOB_FILE", "LOCK_FILE", "MASKS_DIR", "OUTPUT_FILES", "OVERLAY_FILE",
     "OutputError", "Progress", "ProgressCallback", "STATS_FILE", "SUMMARY_FILE", "StudioError", "TMP_PREFIX",
-    "frame_name", "parse_formats", "parse_time", "pick_codec", "video_digest",
+    "frame_name", "parse_formats", "parse_time", "pick_codec", "select_frames", "video_digest",
 ]
 
 
