@@ -60,9 +60,9 @@ def _window_size(text: str) -> tuple[int, int]:
 def _startup_problem(args: argparse.Namespace) -> str | None:
     """Why the app cannot start (model not installed, no display, missing X11 libraries), before Qt loads."""
     from engine.errors import StudioError
-    from engine.registry import Registry
+    from engine.models.registry import Registry
 
-    from .preflight import startup_problem
+    from .window.preflight import startup_problem
 
     if args.model:
         try:
@@ -76,7 +76,7 @@ def launch(argv: list[str]) -> int:
     """Run the app until its window closes; returns the process exit code."""
     args = build_parser().parse_args(argv)
     if args.compare is not None:
-        from .compare_launch import launch_compare
+        from .compare.compare_launch import launch_compare
 
         return launch_compare(args, _window_size(args.window_size))
     measuring = args.benchmark_frames is not None or args.screenshot is not None
@@ -91,12 +91,12 @@ def launch(argv: list[str]) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
 
-    if args.backend:  # read by engine.backends for every model this process loads
+    if args.backend:  # read by engine.run.backends for every model this process loads
         os.environ["STUDIO_BACKEND"] = args.backend
     if args.precision:
         os.environ["STUDIO_PRECISION"] = args.precision
     if args.backend == "openvino":
-        from engine.backends import openvino_available
+        from engine.run.backends import openvino_available
 
         if not openvino_available():
             print("error: --backend openvino: OpenVINO is not installed (pip install openvino)", file=sys.stderr)
@@ -105,8 +105,8 @@ def launch(argv: list[str]) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .main_window import MainWindow
-    from .profiles import apply_process_settings, apply_ui_settings, profile_for_args
-    from .scripted_run import run_event_loop
+    from .window.profiles import apply_process_settings, apply_ui_settings, profile_for_args
+    from .measure.scripted_run import run_event_loop
     from .settings_store import APPLICATION, ORGANIZATION, SettingsStore
     from .theme import apply_theme
 
@@ -129,21 +129,21 @@ def launch(argv: list[str]) -> int:
                         scale=args.scale, probe_cameras=not measuring and not args.kiosk)
     window.profile = profile
     if args.kiosk:
-        from .kiosk import KioskController
+        from .window.kiosk import KioskController
 
         window.kiosk = KioskController(window, args.source, fallback=args.fallback)
     if measuring:
         window.resize(*_window_size(args.window_size))
     runner = None
     if args.benchmark_frames is not None:
-        from .benchmark import BenchmarkRun
+        from .measure.benchmark import BenchmarkRun
 
         runner = BenchmarkRun(window, args.benchmark_frames, min_seconds=args.benchmark_seconds,
                               health_every_s=args.health_every, unpaced=args.unpaced)
         runner.extra = {"profile": profile.name, "profile_reason": profile.reason,
                         "threads": int(os.environ.get("STUDIO_THREADS", "0") or 0) or None}
     elif args.screenshot is not None:
-        from .screenshot import ScreenshotRun
+        from .measure.screenshot import ScreenshotRun
 
         runner = ScreenshotRun(window, Path(args.screenshot), args.screenshot_after, has_source=args.source is not None)
     window.show()

@@ -13,23 +13,23 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMainWindow
 
-from engine.registry import ModelEntry, default_models_dir
-from engine.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from engine.models.registry import ModelEntry, default_models_dir
+from engine.io.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
-from .camera_probe import CameraProbe
-from .error_banner import SOURCE_CAUSES, cause_of
-from .capture_control import CaptureControl
-from .frame_reader import SourceInfo
-from .dialogs import Dialogs
-from .display_control import DisplayControl
-from .menus import Menus
-from .model_control import ModelControl
-from .scene_fit import SceneFitMonitor
+from .playback.camera_probe import CameraProbe
+from .panels.error_banner import SOURCE_CAUSES, cause_of
+from .window.capture_control import CaptureControl
+from .playback.frame_reader import SourceInfo
+from .window.dialogs import Dialogs
+from .window.display_control import DisplayControl
+from .window.menus import Menus
+from .window.model_control import ModelControl
+from .playback.scene_fit import SceneFitMonitor
 from .settings_store import SettingsStore
-from .source_panel import camera_tooltip
-from .stats import LatencyMeter
-from .window_layout import WindowLayout
-from .worker import FrameResult, InferenceWorker
+from .panels.source_panel import camera_tooltip
+from .measure.stats import LatencyMeter
+from .window.window_layout import WindowLayout
+from .playback.worker import FrameResult, InferenceWorker
 
 PANEL_REFRESH_S = 0.25
 

@@ -19,9 +19,9 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 _PUBLIC = {
-    "Segmenter": "segmenter", "CancelToken": "segmenter", "InferenceCancelled": "segmenter",
-    "SegResult": "result", "Registry": "registry", "ModelEntry": "registry",
-    "open_source": "sources", "StudioError": "errors", "parse_scale": "scales",
+    "Segmenter": "run.segmenter", "CancelToken": "run.segmenter", "InferenceCancelled": "run.segmenter",
+    "SegResult": "result", "Registry": "models.registry", "ModelEntry": "models.registry",
+    "open_source": "io.sources", "StudioError": "errors", "parse_scale": "scales",
 }
 __all__ = sorted(_PUBLIC)
 

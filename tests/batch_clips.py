@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from engine import annotate as ann
+from engine.jobs import annotate as ann
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "camvid-tiny"  # shipped in models/

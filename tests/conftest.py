@@ -58,7 +58,7 @@ def random_models_dir(tmp_path_factory, shared_dir) -> Path:
     (ade20k classes): `tiny-random`, `small-random`, `base-random`, plus `ade20k-tiny`,
     the real ADE20K-trained Tiny. Built once per test session; tests must not modify it."""
     pytest.importorskip("torch")
-    from engine.checkpoint import import_checkpoint
+    from engine.models.checkpoint import import_checkpoint
 
     out = tmp_path_factory.mktemp("models")
     ref = shared_dir / "reference"

@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import annotate as ann
-from engine import cvat, indexed_png, overlay
+from engine.jobs import annotate as ann
+from engine.io import cvat, indexed_png
+from engine.run import overlay
 
 REPO = Path(__file__).resolve().parent.parent
 CLIP = "highway-1280x720-short.mp4"  # 38 frames, 25 fps, 1280x720
@@ -85,7 +86,7 @@ def test_indexed_png_roundtrip_and_colours():
 
 
 def test_cvat_colours_are_unique_and_background_first():
-    from engine.datasets import dataset_info
+    from engine.models.datasets import dataset_info
 
     info = dataset_info("ade20k")  # road and skyscraper share a colour in the official palette
     labels, changed = cvat.cvat_label_colors(list(info.classes), np.array(info.palette))
@@ -140,7 +141,7 @@ def test_frame_count_names_and_summary(reference):
 
 @pytest.mark.shared
 def test_mask_png_equals_segmenter_output(reference, shipped_models_dir, videos):
-    from engine.segmenter import Segmenter
+    from engine.run.segmenter import Segmenter
 
     out, _, _ = reference
     seg = Segmenter.load(MODEL, shipped_models_dir)
@@ -166,13 +167,13 @@ def test_overlay_video_frames_and_size(reference, shipped_models_dir, videos):
     assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (1280, 720)
     assert abs(cap.get(cv2.CAP_PROP_FPS) - 12.5) < 0.01  # 25 fps / every 2
     cap.release()
-    from engine.sources import VideoFileSource
+    from engine.io.sources import VideoFileSource
 
     with VideoFileSource(out / "overlay.mp4") as video:
         decoded = [frame.image for frame in iter(video.read, None)]
     assert len(decoded) == len(NAMES)
     # the first frame is the blend of its source frame and its mask (lossy codec: close, not equal)
-    from engine.segmenter import Segmenter
+    from engine.run.segmenter import Segmenter
 
     palette = Segmenter.load(MODEL, shipped_models_dir).palette_bgr
     source = decode_frames(videos / CLIP, [INDICES[0]])[INDICES[0]]
@@ -304,7 +305,7 @@ def test_disk_full_leaves_only_complete_files(fail_at, tmp_path, shipped_models_
     """ENOSPC while writing the mask of the ``fail_at``-th frame (in-process, real pipeline)."""
     from engine.cli import run_command
 
-    from engine.annotate import sinks
+    from engine.jobs.annotate import sinks
 
     written = []
     real = sinks._write_all
@@ -482,7 +483,7 @@ def test_two_jobs_prepared_before_the_folder_exists_do_not_mix(tmp_path, shipped
 
 @pytest.mark.shared
 def test_a_loaded_segmenter_is_reused_and_must_match_the_model(tmp_path, shipped_models_dir, videos):
-    from engine.segmenter import Segmenter
+    from engine.run.segmenter import Segmenter
 
     seg = Segmenter.load(MODEL, shipped_models_dir)
     job = ann.AnnotateJob(options(videos / CLIP, shipped_models_dir, tmp_path / "a"), segmenter=seg).prepare()

@@ -13,11 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import postprocess
-from engine.backends import create_backend, openvino_available
+from engine.run import postprocess
+from engine.run.backends import create_backend, openvino_available
 from engine.errors import StudioError
-from engine.registry import Registry
-from engine.segmenter import CancelToken, InferenceCancelled, Segmenter
+from engine.models.registry import Registry
+from engine.run.segmenter import CancelToken, InferenceCancelled, Segmenter
 
 REPO = Path(__file__).resolve().parent.parent
 needs_openvino = pytest.mark.skipif(not openvino_available(), reason="needs OpenVINO: pip install '.[openvino]'")

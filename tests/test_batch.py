@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import batch as b
-from engine.batch_pool import LocalPool
+from engine.jobs import batch as b
+from engine.jobs.batch_pool import LocalPool
 from engine.errors import StudioError
 
 from batch_clips import CORRUPT, FRAMES, MODEL, REPO, SCALE, assert_identical, cli_args, clips, singles  # noqa: F401

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from engine import annotate as ann
-from engine import batch as b
-from engine.batch_chunks import CHUNKS_DIR, plan_chunks
-from engine.batch_pool import LocalPool
+from engine.jobs import annotate as ann
+from engine.jobs import batch as b
+from engine.jobs.batch_chunks import CHUNKS_DIR, plan_chunks
+from engine.jobs.batch_pool import LocalPool
 from engine.errors import StudioError
 
 from batch_clips import MODEL, REPO, SCALE, assert_same_folder, cli_args, clips  # noqa: F401

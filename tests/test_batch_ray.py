@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from engine import batch as b
-from engine.batch_ray import RayExecutor
+from engine.jobs import batch as b
+from engine.jobs.batch_ray import RayExecutor
 
 from batch_clips import FRAMES, MODEL, REPO, SCALE, assert_identical, cli_args, clips, singles  # noqa: F401
 
@@ -73,7 +73,7 @@ def test_ray_cli_starts_a_local_cluster(tmp_path, clips, singles):
 
 def test_ray_chunks_of_one_video_identical_to_single_run(tmp_path, ray_cluster, clips):
     """--chunk-seconds on two actors: three chunks of the indoor clip, merged byte-identical."""
-    from engine import annotate as ann
+    from engine.jobs import annotate as ann
 
     from batch_clips import assert_same_folder
 

@@ -8,7 +8,9 @@ module is covered the day it is added), and once more by importing them all in a
   (TORCH_MODULES); no other module reaches torch through its module-level imports, and only the
   commands that need torch (train, models import) import a torch module lazily;
 - progress bars (tqdm) are drawn by the CLI only; the engine reports progress through callbacks;
-- evaluation does not import the training package.
+- evaluation does not import the training package;
+- imports between the engine's role groups point one way (GROUP_ORDER): shared ideas at the top
+  of engine/ <- models/ <- run/ <- io/ <- jobs/ <- training/ <- cli/, lazy imports included.
 """
 from __future__ import annotations
 
@@ -24,15 +26,15 @@ ENGINE = REPO / "engine"
 QT_OR_APP = {"PySide6", "shiboken6", "qdarktheme", "app"}
 TORCH_ROOTS = {"torch", "torchvision"}
 # modules that may need torch: model definition, export, checkpoint import and the training package
-TORCH_MODULES = {"engine.topformer", "engine.export", "engine.checkpoint"}
+TORCH_MODULES = {"engine.models.topformer", "engine.models.export", "engine.models.checkpoint"}
 # commands that may import a torch module inside a function (only when that command runs)
 LAZY_TORCH_IMPORTERS = {"engine.cli.train_cmd", "engine.cli.models_cmd",
                         # verifies a finished download (official layout, finite tensors) before
                         # keeping it; installing it needs torch anyway (export to ONNX)
-                        "engine.download"}
+                        "engine.models.download"}
 # known offender that another branch of this round fixes (h-stability: download's progress bar);
 # the coordinator empties this set after the merge. Allowed, not required.
-PENDING_TQDM: set[str] = set()  # engine.download: fixed by h-stability (progress callback)
+PENDING_TQDM: set[str] = set()  # engine.models.download: fixed by h-stability (progress callback)
 
 
 def module_name(path: Path) -> str:
@@ -98,9 +100,18 @@ def module_level_closure(name: str) -> set[str]:
     return {m if m in MODULES else m.split(".")[0] for m in seen}
 
 
+# engine/<group>/...; a module directly under engine/ (errors, scales, fileio, paths, result) is "shared"
+GROUP_ORDER = ["shared", "models", "run", "io", "jobs", "training", "cli"]
+
+
+def group_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in GROUP_ORDER else "shared"
+
+
 def test_the_walk_sees_every_engine_module():
     assert len(MODULES) >= 30
-    for expected in ("engine.annotate", "engine.annotate.job", "engine.annotate.sinks", "engine.segmenter",
+    for expected in ("engine.jobs.annotate", "engine.jobs.annotate.job", "engine.jobs.annotate.sinks", "engine.run.segmenter",
                      "engine.cli.annotate_cmd", "engine.training.data", "engine.fileio"):
         assert expected in MODULES
     # the walker itself: relative, lazy and TYPE_CHECKING imports are told apart
@@ -120,7 +131,7 @@ def test_engine_never_imports_qt_or_app():
 def test_torch_only_in_model_export_checkpoint_and_training_modules():
     users = {name for name, edges in GRAPH.items() if any(t.split(".")[0] in TORCH_ROOTS for t, _ in edges)}
     assert sorted(users - TORCH_MODULES) == []
-    assert {"engine.topformer", "engine.export", "engine.checkpoint"} <= users  # the walk finds real imports
+    assert {"engine.models.topformer", "engine.models.export", "engine.models.checkpoint"} <= users  # the walk finds real imports
     torchy = TORCH_ROOTS | users
     reached = sorted(f"{name} reaches {sorted(bad)}" for name in MODULES if name not in TORCH_MODULES
                      if (bad := module_level_closure(name) & torchy))
@@ -135,6 +146,16 @@ def test_progress_bars_only_in_the_cli():
     offenders = sorted(name for name, edges in GRAPH.items() if not name.startswith("engine.cli")
                        and name not in PENDING_TQDM and any(t.split(".")[0] == "tqdm" for t, _ in edges))
     assert offenders == []
+
+
+def test_imports_between_engine_groups_point_one_way():
+    every_group = {group_of(m) for m in MODULES}
+    assert every_group == set(GROUP_ORDER)  # a new folder under engine/ must be given a place here
+    assert group_of("engine.run.segmenter") == "run" and group_of("engine.errors") == "shared"
+    upward = sorted(f"{name} imports {target}" for name, edges in GRAPH.items()
+                    for target, _ in edges if target in MODULES
+                    if GROUP_ORDER.index(group_of(target)) > GROUP_ORDER.index(group_of(name)))
+    assert upward == []
 
 
 def test_evaluation_and_runtime_do_not_import_training():

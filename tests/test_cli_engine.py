@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.download import OFFICIAL_CHECKPOINTS
-from engine.registry import Registry
+from engine.models.download import OFFICIAL_CHECKPOINTS
+from engine.models.registry import Registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -192,7 +192,7 @@ def test_download_resumes_a_partial_file_from_an_earlier_run(tmp_path, checkpoin
     cache.mkdir()
     part = cache / (OFFICIAL_CHECKPOINTS["tiny"].file_name + ".part")
     part.write_bytes(_CheckpointServer.payload[:1_000_000])
-    from engine.download import download_checkpoint
+    from engine.models.download import download_checkpoint
 
     path = download_checkpoint("tiny", base_url=url, cache_dir=cache, progress=False)
     assert path.read_bytes() == _CheckpointServer.payload and not part.exists()

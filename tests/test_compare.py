@@ -1,4 +1,4 @@
-"""`main.py compare` and engine/compare.py on the shipped models and real clips (few frames: CI has 2 cores)."""
+"""`main.py compare` and engine/jobs/compare.py on the shipped models and real clips (few frames: CI has 2 cores)."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engine.cli import run_command
-from engine.compare import (AgreementMeter, PaneSet, PaneSpec, agreement_pct, confusion, cross_specs, miou_pct,
+from engine.jobs.compare import (AgreementMeter, PaneSet, PaneSpec, agreement_pct, confusion, cross_specs, miou_pct,
                             parse_pane_spec, parse_pane_specs)
 from engine.errors import StudioError
-from engine.registry import Registry
+from engine.models.registry import Registry
 
 DASHCAM = "dashcam-highway-960x540.mp4"
 

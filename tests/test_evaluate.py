@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.cli import run_command
-from engine.evaluate import confusion_matrix, metrics_from_confusion
+from engine.jobs.evaluate import confusion_matrix, metrics_from_confusion
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def test_perfect_prediction():
 
 
 def test_evaluate_module_does_not_import_torch_nor_training():
-    code = ("import sys, engine.evaluate, engine.cli.eval_cmd, engine.datasets; "
+    code = ("import sys, engine.jobs.evaluate, engine.cli.eval_cmd, engine.models.datasets; "
             "print('torch' in sys.modules, 'engine.training' in sys.modules, 'tqdm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False False"
@@ -88,11 +88,11 @@ def _imported_modules(path: Path) -> set[str]:
 def test_only_the_cli_draws_progress_bars():
     """The engine reports progress through callbacks (issue 12): evaluate and the trainer
     import no tqdm, and evaluate reaches no training module, not even lazily."""
-    for rel in ("engine/evaluate.py", "engine/training/trainer.py", "engine/training/data.py",
-                "engine/datasets.py"):
+    for rel in ("engine/jobs/evaluate.py", "engine/training/trainer.py", "engine/training/data.py",
+                "engine/models/datasets.py"):
         mods = _imported_modules(REPO / rel)
         assert not any(m.split(".")[0] == "tqdm" for m in mods), rel
-    mods = _imported_modules(REPO / "engine" / "evaluate.py")
+    mods = _imported_modules(REPO / "engine" / "jobs" / "evaluate.py")
     assert not any("training" in m for m in mods), mods
     assert "tqdm" in _imported_modules(REPO / "engine" / "cli" / "eval_cmd.py")
 
@@ -100,7 +100,7 @@ def test_only_the_cli_draws_progress_bars():
 # ----------------------------------------------------------------- drives
 
 def test_drive_of_frame_names():
-    from engine.datasets import NO_DRIVE, drive_of
+    from engine.models.datasets import NO_DRIVE, drive_of
 
     assert drive_of("0001TP_006690") == "0001TP"
     assert drive_of("0016E5_07959") == "0016E5"
@@ -122,7 +122,7 @@ def _drive_dataset(root: Path, frames: dict[str, list[str]], size=(36, 48)) -> P
 
 
 def test_select_samples_by_split_and_drive(tmp_path):
-    from engine.datasets import select_samples
+    from engine.models.datasets import select_samples
     from engine.errors import StudioError
 
     root = _drive_dataset(tmp_path / "ds", {"train": ["A1_0", "A1_1", "B2_0"], "val": ["C3_0", "A1_9"]})
@@ -146,7 +146,7 @@ def test_eval_per_drive_adds_up_and_matches_single_drive_runs(shared_dir, tmp_pa
     evaluating each drive alone, the pixels add up, and the mixed mIoU is not their mean."""
     import shutil
 
-    from engine.evaluate import evaluate_model, format_report
+    from engine.jobs.evaluate import evaluate_model, format_report
 
     camvid = shared_dir / "datasets" / "camvid"
     root = tmp_path / "mixed"

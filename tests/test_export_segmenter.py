@@ -10,12 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from engine.checkpoint import load_model  # noqa: E402
+from engine.models.checkpoint import load_model  # noqa: E402
 from engine.errors import StudioError  # noqa: E402
-from engine.postprocess import labels_from_logits  # noqa: E402
-from engine.registry import Registry  # noqa: E402
-from engine.segmenter import Segmenter  # noqa: E402
-from engine.topformer import MEAN_RGB, STD_RGB  # noqa: E402
+from engine.run.postprocess import labels_from_logits  # noqa: E402
+from engine.models.registry import Registry  # noqa: E402
+from engine.run.segmenter import Segmenter  # noqa: E402
+from engine.models.topformer import MEAN_RGB, STD_RGB  # noqa: E402
 
 pytestmark = [pytest.mark.torch]
 
@@ -49,9 +49,9 @@ def test_graph_is_the_network_with_metadata(tmp_path):
     """The export ends at conv_seg's logits, keeps the node name, and carries its metadata."""
     import onnx
 
-    from engine.export import export_onnx
-    from engine.graph import GRAPH_FORMAT, decode_metadata
-    from engine.topformer import create_model
+    from engine.models.export import export_onnx
+    from engine.models.graph import GRAPH_FORMAT, decode_metadata
+    from engine.models.topformer import create_model
 
     model = create_model("tiny", 11).eval()
     path = export_onnx(model, tmp_path / "m.onnx", metadata={"name": "x", "dataset": "camvid"})
@@ -140,7 +140,7 @@ def test_segmenter_full_and_half(random_models_dir, videos):
 @pytest.mark.shared
 @pytest.mark.shared
 def test_inference_can_be_cancelled_from_another_thread(random_models_dir):
-    from engine.segmenter import CancelToken, InferenceCancelled
+    from engine.run.segmenter import CancelToken, InferenceCancelled
 
     seg = Segmenter.load("base-random", random_models_dir)
     token = CancelToken()

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.download import OFFICIAL_CHECKPOINTS, OFFLINE_MESSAGE
+from engine.models.download import OFFICIAL_CHECKPOINTS, OFFLINE_MESSAGE
 
 REPO = Path(__file__).resolve().parent.parent
 VIDEO = "highway-1280x720-short.mp4"  # 38 frames
@@ -286,7 +286,7 @@ def test_app_without_a_display_says_how_to_run_headless(work):
 
 
 def test_missing_xcb_libraries_are_named_with_the_install_command(work):
-    from app.preflight import debian_package, missing_libraries, xcb_plugin_path
+    from app.window.preflight import debian_package, missing_libraries, xcb_plugin_path
 
     assert debian_package("libxcb-icccm.so.4") == "libxcb-icccm4"
     assert debian_package("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
@@ -435,7 +435,7 @@ def test_download_offline(work):
 @pytest.mark.shared
 @pytest.mark.torch
 def test_download_api_progress_and_cancel(work, server):
-    from engine.download import DownloadCancelled, download
+    from engine.models.download import DownloadCancelled, download
 
     _Server.mode = "ok"
     seen: list[tuple[int, int | None]] = []
@@ -456,7 +456,7 @@ def test_download_api_progress_and_cancel(work, server):
 
 
 def test_decode_shortfall_allows_only_a_small_tolerance():
-    from engine.sources import decode_shortfall
+    from engine.io.sources import decode_shortfall
 
     assert not decode_shortfall(219, 221) and decode_shortfall(218, 221)  # 2 frames of slack
     assert not decode_shortfall(1381, 1394) and decode_shortfall(1380, 1394)  # 1 % of a long video

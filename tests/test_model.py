@@ -8,9 +8,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.checkpoint import detect_variant, read_state_dict  # noqa: E402
+from engine.models.checkpoint import detect_variant, read_state_dict  # noqa: E402
 from engine.errors import CheckpointError  # noqa: E402
-from engine.topformer import VARIANTS, create_model  # noqa: E402
+from engine.models.topformer import VARIANTS, create_model  # noqa: E402
 
 pytestmark = pytest.mark.torch
 REF_VARIANTS = ["tiny", "small", "base", "base-cityscapes"]

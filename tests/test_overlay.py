@@ -1,11 +1,12 @@
-"""engine/overlay.py and engine/indexed_png.py: fast unit tests (no models, no ../shared)."""
+"""engine/run/overlay.py and engine/io/indexed_png.py: fast unit tests (no models, no ../shared)."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
 
-from engine import indexed_png, overlay
+from engine.io import indexed_png
+from engine.run import overlay
 
 RNG = np.random.default_rng(7)
 LABELS = RNG.integers(0, 6, (24, 32), dtype=np.uint8)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StudioError
-from engine.quantize import network_nodes, parse_size, safe_chunk
-from engine.registry import Registry
+from engine.jobs.quantize import network_nodes, parse_size, safe_chunk
+from engine.models.registry import Registry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -85,8 +85,8 @@ def test_shipped_int8_model_meets_its_bar(name, shared_dir):
 @pytest.mark.parametrize("clip", ["highway-1280x720-short.mp4", "dashcam-highway-960x540.mp4"])
 def test_int8_labels_agree_with_fp32_on_real_video(clip, videos):
     """Street video (the models' domain) at half scale, as the Raspberry Pi profile runs it."""
-    from engine.segmenter import Segmenter
-    from engine.sources import open_source
+    from engine.run.segmenter import Segmenter
+    from engine.io.sources import open_source
 
     fp32, int8 = Segmenter.load("camvid-tiny"), Segmenter.load("camvid-tiny-int8")
     src = open_source(videos / clip)

@@ -9,7 +9,7 @@ import pytest
 
 from engine.cli import run_command
 from engine.errors import StudioError
-from engine.datasets import list_samples
+from engine.models.datasets import list_samples
 from engine.training import data as D
 
 REPO = Path(__file__).resolve().parent.parent
@@ -152,7 +152,7 @@ def test_lr_schedule_warmup_and_poly():
 @pytest.mark.torch
 def test_head_gets_ten_times_the_lr_and_norms_no_decay():
     pytest.importorskip("torch")
-    from engine.topformer import create_model
+    from engine.models.topformer import create_model
     from engine.training.trainer import TrainConfig, param_groups
 
     model = create_model("tiny", 11)
@@ -266,7 +266,7 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     run = tmp_path / "run"
     assert run_command(_small_args(camvid, run, 1) + ["--holdout-drive", "0001TP"]) == 0
     models = tmp_path / "models"
-    from engine.evaluate import evaluate_model
+    from engine.jobs.evaluate import evaluate_model
     from engine.training.ship import ship_run
 
     info = ship_run(run, "camvid-test", models_dir=models, data=camvid, limit=2)
@@ -303,7 +303,7 @@ def test_optimizer_state_is_matched_by_parameter_name():
     """A checkpoint written when the model registered its modules in another order (the
     head once put conv_seg after linear_fuse) still resumes with the right AdamW moments."""
     torch = pytest.importorskip("torch")
-    from engine.topformer import create_model
+    from engine.models.topformer import create_model
     from engine.training.trainer import TrainConfig, load_optimizer_state, param_groups
 
     cfg = TrainConfig()

@@ -60,7 +60,7 @@ def add_models_dir(parser: argparse.ArgumentParser) -> None:
 
 
 class _SetEnv(argparse.Action):
-    """Stores the option and exports it for every Segmenter this process loads (engine.backends reads it)."""
+    """Stores the option and exports it for every Segmenter this process loads (engine.run.backends reads it)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         import os
@@ -71,7 +71,7 @@ class _SetEnv(argparse.Action):
 
 def add_backend(parser: argparse.ArgumentParser) -> None:
     """--backend onnxruntime|openvino|auto and --precision f32|bf16|f16, for every command that loads models."""
-    from ..backends import BACKENDS, PRECISIONS
+    from ..run.backends import BACKENDS, PRECISIONS
 
     parser.add_argument("--backend", choices=BACKENDS, action=_SetEnv, const="STUDIO_BACKEND",
                         help="inference runtime (default onnxruntime; auto = OpenVINO when installed and measured "

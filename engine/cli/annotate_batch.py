@@ -13,15 +13,15 @@ import json
 import sys
 from pathlib import Path
 
-from .. import batch as b
+from ..jobs import batch as b
 
 
 def _executor(args: argparse.Namespace):
     if args.ray is not None:
-        from ..batch_ray import RayExecutor
+        from ..jobs.batch_ray import RayExecutor
 
         return RayExecutor(address=args.ray or None, workers=args.workers, threads=args.threads)
-    from ..batch_pool import LocalPool
+    from ..jobs.batch_pool import LocalPool
 
     return LocalPool(workers=args.workers, threads=args.threads)
 

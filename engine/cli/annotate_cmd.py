@@ -16,8 +16,8 @@ import sys
 # its first video, which happens only inside run().
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from .. import annotate as ann  # noqa: E402
-from ..bench import sample_frames, segment_fps  # noqa: E402
+from ..jobs import annotate as ann  # noqa: E402
+from ..jobs.bench import sample_frames, segment_fps  # noqa: E402
 from ..scales import scale_arg  # noqa: E402
 from . import add_models_dir  # noqa: E402
 
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import batch
+    from ..jobs import batch
 
     if (batch.is_batch_input(args.video) or args.workers is not None or args.ray is not None
             or args.chunk_seconds is not None):

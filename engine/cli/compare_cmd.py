@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import PaneSet, cross_specs
-    from ..registry import Registry
-    from ..sources import VideoFileSource
+    from ..jobs.compare import PaneSet, cross_specs
+    from ..models.registry import Registry
+    from ..io.sources import VideoFileSource
 
     if args.frames < 0:
         raise StudioError(f"--frames must be 0 (all) or more, not {args.frames}")
@@ -79,9 +79,9 @@ def _run_frames(source, panes, limit: int, on_frame) -> int:
 
 
 def _run_with_video(source, panes, limit: int, out: Path, opacity: float) -> int:
-    from ..compare import failed_pane, label_pane, side_by_side
+    from ..jobs.compare import failed_pane, label_pane, side_by_side
     from ..fileio import atomic_output
-    from ..overlay import blend
+    from ..run.overlay import blend
 
     size = (source.width * len(panes.panes), source.height)
     with atomic_output(out) as tmp:

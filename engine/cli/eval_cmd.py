@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate_model, format_report
+    from ..jobs.evaluate import evaluate_model, format_report
 
     from ..scales import parse_scale
 

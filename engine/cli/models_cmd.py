@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from ..quantize import parse_size, quantize_model
+    from ..models.quantize import parse_size, quantize_model
 
     size = parse_size(args.size)
     made_by = f"python main.py models quantize {shlex.quote(args.name)} --size {size[1]}x{size[0]} --frames {args.frames}"
@@ -59,7 +59,7 @@ def _quantize(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..registry import Registry
+    from ..models.registry import Registry
 
     registry = Registry(args.models_dir)
     entries = registry.entries()
@@ -83,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..checkpoint import import_checkpoint
+    from ..models.checkpoint import import_checkpoint
 
     made_by = "python main.py models import " + " ".join(
         shlex.quote(a) for a in [Path(args.checkpoint).name, "--dataset", args.dataset] + (["--name", args.name] if args.name else [])
@@ -94,9 +94,9 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from ..checkpoint import import_checkpoint
-    from ..download import OFFICIAL_CHECKPOINTS, check_sha256_arg, download
-    from ..registry import check_model_name
+    from ..models.checkpoint import import_checkpoint
+    from ..models.download import OFFICIAL_CHECKPOINTS, check_sha256_arg, download
+    from ..models.registry import check_model_name
 
     official = OFFICIAL_CHECKPOINTS[args.variant]
     if args.name:

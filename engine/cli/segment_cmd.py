@@ -16,7 +16,7 @@ from . import add_models_dir
 from ..errors import SourceError, StudioError
 from ..fileio import atomic_write_bytes, check_output_target
 from ..scales import scale_arg
-from ..video_out import VIDEO_SUFFIXES, CheckedVideoWriter
+from ..io.video_out import VIDEO_SUFFIXES, CheckedVideoWriter
 
 IMAGE_OUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -61,9 +61,9 @@ def _check_outputs(out: Path, labels: Path | None, is_image: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..overlay import blend
-    from ..segmenter import Segmenter
-    from ..sources import ImageSource, VideoFileSource, is_image_path
+    from ..run.overlay import blend
+    from ..run.segmenter import Segmenter
+    from ..io.sources import ImageSource, VideoFileSource, is_image_path
 
     src_path = Path(args.input)
     out = Path(args.out)

@@ -3,7 +3,7 @@
 Modules:
   ``config``     -- TrainConfig and the named recipes (the ablation rows); torch-free
   ``data``       -- torch-free: training data in memory, numpy/cv2 augmentations
-                    (files are found and read by ``engine.datasets``)
+                    (files are found and read by ``engine.models.datasets``)
   ``losses``     -- cross-entropy and OHEM (torch)
   ``ema``        -- exponential moving average of the weights (torch)
   ``validation`` -- in-loop mIoU per set and per drive (torch)
@@ -12,5 +12,5 @@ Modules:
   ``ship``       -- export a training checkpoint into models/ with a manifest entry
 
 This package's ``__init__`` imports nothing heavy on purpose. Nothing outside training
-imports it (``engine.evaluate`` reads data through ``engine.datasets``).
+imports it (``engine.jobs.evaluate`` reads data through ``engine.models.datasets``).
 """

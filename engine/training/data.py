@@ -1,6 +1,6 @@
 """Training data in memory and segmentation augmentations (numpy + OpenCV, no torch).
 
-Files are found and read by :mod:`engine.datasets` (shared with evaluation).
+Files are found and read by :mod:`engine.models.datasets` (shared with evaluation).
 All randomness comes from an explicit ``numpy.random.Generator`` so that a resumed
 training run draws exactly the same crops as an uninterrupted one.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..datasets import Sample, list_samples, read_image_bgr, read_label
+from ..models.datasets import Sample, list_samples, read_image_bgr, read_label
 from .. import scales
 from ..errors import StudioError
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from ..datasets import dataset_info
+from ..models.datasets import dataset_info
 from ..errors import StudioError
-from ..registry import ModelEntry, Registry
-from ..topformer import create_model
+from ..models.registry import ModelEntry, Registry
+from ..models.topformer import create_model
 from ..paths import DEFAULT_CAMVID
 
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
@@ -52,8 +52,8 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
     """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
     Segmenter and record command, epochs and measured accuracy in the manifest.
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
-    from ..evaluate import evaluate_model
-    from ..export import export_onnx
+    from ..jobs.evaluate import evaluate_model
+    from ..models.export import export_onnx
 
     run_dir = Path(run_dir)
     model, ckpt, cfg = load_run_weights(run_dir, checkpoint)

@@ -31,10 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..datasets import list_samples, parse_splits, select_samples
+from ..models.datasets import list_samples, parse_splits, select_samples
 from ..errors import StudioError
 from ..fileio import atomic_output
-from ..topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
+from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
 from .ema import EMA

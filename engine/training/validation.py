@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..evaluate import metrics_from_confusion
-from ..topformer import MEAN_RGB, STD_RGB
+from ..jobs.evaluate import metrics_from_confusion
+from ..models.topformer import MEAN_RGB, STD_RGB
 from . import data as D
 
 

@@ -9,13 +9,13 @@ pytest.importorskip("PySide6")
 
 from PySide6.QtGui import QDesktopServices  # noqa: E402
 
-from engine import annotate as ann  # noqa: E402
+from engine.jobs import annotate as ann  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
 def make_dialog(qtbot, models_dir, video, out):
-    from app.annotate_dialog import AnnotateDialog
+    from app.dialogs.annotate_dialog import AnnotateDialog
 
     dialog = AnnotateDialog(None, models_dir, video_path=video, model_name="camvid-tiny")
     qtbot.addWidget(dialog)

@@ -5,12 +5,12 @@ import threading
 
 import pytest
 
-from app.capture import capture_stem, ensure_writable_folder
-from app.frame_slot import LatestSlot
-from app.model_choice import initial_model, variant_sibling
-from app.stats import PipelineStats, RateMeter
+from app.playback.capture import capture_stem, ensure_writable_folder
+from app.playback.frame_slot import LatestSlot
+from app.panels.model_choice import initial_model, variant_sibling
+from app.measure.stats import PipelineStats, RateMeter
 from engine.errors import StudioError
-from engine.registry import ModelEntry
+from engine.models.registry import ModelEntry
 
 
 def entry(name: str, variant: str, dataset: str = "ade20k", accuracy=None) -> ModelEntry:

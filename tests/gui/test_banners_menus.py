@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from app.error_banner import BannerStack
+from app.panels.error_banner import BannerStack
 from engine.paths import MODELS_DIR
 
 from .conftest import wait_result

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.segmenter import Segmenter
+from engine.run.segmenter import Segmenter
 
 from .conftest import INDOOR_HW, studio_threads, wait_result
 

@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 @pytest.fixture
 def make_compare(qtbot):
-    from app.compare_window import CompareWindow
+    from app.compare.compare_window import CompareWindow
 
     windows = []
 
@@ -119,7 +119,7 @@ def test_benchmark_with_a_bad_pane_exits_2(tmp_path, videos):
 
 
 def test_opened_from_the_menu_with_default_panes(qtbot, videos):
-    from app.compare_window import open_compare
+    from app.compare.compare_window import open_compare
 
     window = open_compare(None, str(videos / INDOOR))
     qtbot.addWidget(window)
@@ -134,7 +134,7 @@ def test_live_source_panes_skip_together_to_the_newest_frame(qtbot, make_compare
     """A camera does not wait: frames that arrive during a set are skipped by every pane alike."""
     import time
 
-    from engine.sources import VideoFileSource
+    from engine.io.sources import VideoFileSource
 
     class FakeCamera(VideoFileSource):
         kind, is_live = "camera", True
@@ -156,8 +156,8 @@ def test_live_source_panes_skip_together_to_the_newest_frame(qtbot, make_compare
 
 
 def test_view_menu_opens_the_compare_view_on_the_same_video(qtbot, make_window, videos):
-    from app.compare_window import CompareWindow
-    from engine.registry import default_models_dir
+    from app.compare.compare_window import CompareWindow
+    from engine.models.registry import default_models_dir
 
     window = make_window(default_models_dir(), source=str(videos / INDOOR), model="camvid-tiny")
     qtbot.waitUntil(lambda: window.source_info is not None, timeout=30000)
@@ -176,9 +176,9 @@ def test_view_menu_opens_the_compare_view_on_the_same_video(qtbot, make_window, 
 
 def test_a_camera_is_handed_to_the_compare_view_and_taken_back(qtbot, make_window, videos):
     """A camera serves one reader: the main view lets go of it while the compare view runs."""
-    from app.compare_window import CompareWindow
-    from engine.registry import default_models_dir
-    from engine.sources import VideoFileSource
+    from app.compare.compare_window import CompareWindow
+    from engine.models.registry import default_models_dir
+    from engine.io.sources import VideoFileSource
 
     class FakeCamera(VideoFileSource):
         kind, is_live = "camera", True

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine.errors import SourceError
-from engine.sources import FrameSource, VideoFileSource, open_source
+from engine.io.sources import FrameSource, VideoFileSource, open_source
 
 from .conftest import wait_result
 

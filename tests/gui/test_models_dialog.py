@@ -6,11 +6,11 @@ import socket
 
 import pytest
 
-from app import model_tasks
-from app.models_dialog import ModelsDialog
+from app.dialogs import model_tasks
+from app.dialogs.models_dialog import ModelsDialog
 from app.settings_store import SettingsStore
 from engine.paths import MODELS_DIR
-from engine.registry import Registry
+from engine.models.registry import Registry
 
 pytestmark = [pytest.mark.gui]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app.profiles import board_model, choose_profile, cpu_has_int8_dot
+from app.window.profiles import board_model, choose_profile, cpu_has_int8_dot
 
 from .test_cli import run_main
 
@@ -76,7 +76,7 @@ def test_kiosk_through_main_py_saves_a_full_screen_shot(videos, tmp_path):
 
 @pytest.fixture
 def make_kiosk(qtbot, tmp_path):
-    from app.kiosk import KioskController
+    from app.window.kiosk import KioskController
     from app.main_window import MainWindow
     from app.settings_store import SettingsStore
 
@@ -131,7 +131,7 @@ def test_kiosk_long_press_quits(make_kiosk, qtbot, videos):
 
 def test_missing_camera_is_known_without_opening_it():
     from engine.errors import SourceError
-    from engine.sources import camera_available, open_source
+    from engine.io.sources import camera_available, open_source
 
     if sys.platform.startswith("linux"):
         assert camera_available(97) is False  # no /dev/video97, no picamera2 camera 97

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from engine.segmenter import Segmenter
+from engine.run.segmenter import Segmenter
 
 from .conftest import INDOOR_HW, wait_result
 

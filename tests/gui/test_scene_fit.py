@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from app.scene_fit import SceneFitMonitor, expected_confidence, notice_text
-from engine.registry import ModelEntry, Registry
+from app.playback.scene_fit import SceneFitMonitor, expected_confidence, notice_text
+from engine.models.registry import ModelEntry, Registry
 
 pytestmark = [pytest.mark.gui]
 

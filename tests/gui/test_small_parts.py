@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from app.annotate_dialog import AnnotateDialog, plain_words
-from app.stats import LatencyMeter, PipelineStats, RateMeter
+from app.dialogs.annotate_dialog import AnnotateDialog, plain_words
+from app.measure.stats import LatencyMeter, PipelineStats, RateMeter
 from engine.paths import MODELS_DIR
 
 pytestmark = [pytest.mark.gui]

@@ -1,0 +1,1 @@
+"""Secondary windows (Annotate video, Models, Help) and the background jobs they start."""

@@ -1,0 +1,1 @@
+"""Measuring and scripted runs: live stats, UI stall meter, --benchmark-frames, --screenshot."""

@@ -1,0 +1,1 @@
+"""Sources and outputs: frame sources, indexed PNG masks, CVAT zips, video writing."""

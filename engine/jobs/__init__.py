@@ -1,0 +1,1 @@
+"""Jobs built on a Segmenter: annotate, batch, evaluate, bench, compare, quantize."""

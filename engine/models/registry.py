@@ -1,0 +1,244 @@
+"""The model registry: ``<models_dir>/manifest.json`` plus one ONNX file per model.
+
+The engine lists and loads models only through here, so every model carries its
+classes, palette, input policy, checksum and provenance (how it was made, what it measured).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import ModelNotFound, StudioError
+from ..fileio import atomic_write_text, os_reason, remove_quietly
+
+MANIFEST = "manifest.json"
+SCHEMA_VERSION = 1
+REPO_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+VARIANT_ORDER = {"tiny": 0, "small": 1, "base": 2, "base-cityscapes": 3}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_model_name(name: str) -> str:
+    """A model name is a plain file name: letters, digits, ``-_.``, no ``..``, no separators.
+
+    It becomes ``<models_dir>/<name>.onnx``, so anything else could write outside the folder.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise StudioError(f"invalid model name {name!r}: use letters, digits and -_. (no '..', no path separators)")
+    return name
+
+
+def _entry_problem(d: object) -> str | None:
+    """Why a manifest entry cannot be used, or None."""
+    if not isinstance(d, dict):
+        return "not an object"
+    for key in ("name", "variant", "dataset", "onnx", "sha256", "classes", "palette"):
+        if key not in d:
+            return f"no {key!r} field"
+    try:
+        check_model_name(d["name"])
+    except StudioError as exc:
+        return str(exc)
+    onnx = d["onnx"]
+    if not isinstance(onnx, str) or not onnx or Path(onnx).name != onnx or onnx in (".", ".."):
+        return f"'onnx' must be a file name inside the models folder, not {onnx!r}"
+    if not isinstance(d["sha256"], str) or not re.fullmatch(r"[0-9a-f]{64}", d["sha256"]):
+        return "'sha256' must be 64 lowercase hex digits"
+    classes = d["classes"]
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "'classes' must be a non-empty list of names"
+    palette = d["palette"]
+    if not isinstance(palette, list) or len(palette) != len(classes):
+        return f"'palette' must hold one colour per class ({len(classes)})"
+    for colour in palette:
+        if (not isinstance(colour, list) or len(colour) != 3
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in colour)):
+            return f"'palette' has a bad colour {colour!r} (want [R, G, B] with 0..255)"
+    policy = d.get("input", {"multiple": 32})
+    multiple = policy.get("multiple", 32) if isinstance(policy, dict) else None
+    if not isinstance(multiple, int) or isinstance(multiple, bool) or not 1 <= multiple <= 1024:
+        return f"'input.multiple' must be a positive integer, not {multiple!r}"
+    acc = d.get("accuracy")
+    if acc is not None and (not isinstance(acc, dict) or not all(
+            not isinstance(v, float) or math.isfinite(v) for v in acc.values())):
+        return "'accuracy' must be an object of finite numbers"
+    return None
+
+
+def default_models_dir() -> Path:
+    """STUDIO_MODELS_DIR if set, else the repository's models/."""
+    return Path(os.environ.get("STUDIO_MODELS_DIR") or REPO_MODELS_DIR)
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    variant: str
+    dataset: str
+    classes: list[str]
+    palette: list[list[int]]  # RGB per class
+    onnx: str  # file name inside the models folder
+    sha256: str
+    made_by: str  # how the file was made (command line)
+    input: dict = field(default_factory=lambda: {"multiple": 32, "mode": "native"})
+    accuracy: dict | None = None  # e.g. {"split": "val", "miou": 0.6, "pixel_acc": 0.9, "measured_by": "..."}
+    notes: str = ""
+    # How the project's own training made it (run, command, epochs, wall time, recipe), so a
+    # shipped model can be reproduced and compared; None for imported models.
+    training: dict | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def input_multiple(self) -> int:
+        return int(self.input.get("multiple", 32))
+
+    def describe(self) -> str:
+        """One line for lists and pickers: name, variant, dataset, accuracy."""
+        acc = ""
+        if self.accuracy and "miou" in self.accuracy:
+            acc = f", {self.accuracy.get('split', '')} mIoU {100 * self.accuracy['miou']:.1f}".replace(" ,", ",")
+        return f"{self.name} ({self.variant}, {self.dataset}{acc})"
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelEntry":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{"made_by": "", **{k: v for k, v in data.items() if k in known}})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Registry:
+    """Read and update one models folder."""
+
+    def __init__(self, models_dir: Path | str | None = None):
+        self.dir = Path(models_dir) if models_dir else default_models_dir()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST
+
+    def _load(self) -> list[dict]:
+        if not self.manifest_path.is_file():
+            return []
+        try:
+            data = json.loads(self.manifest_path.read_text())
+            models = list(data["models"])
+        except OSError as exc:
+            raise StudioError(f"cannot read {self.manifest_path}: {os_reason(exc)}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StudioError(f"{self.manifest_path} is not a valid model manifest ({exc})") from None
+        for i, d in enumerate(models):
+            problem = _entry_problem(d)
+            if problem:
+                label = repr(d["name"]) if isinstance(d, dict) and isinstance(d.get("name"), str) else f"#{i + 1}"
+                raise StudioError(f"{self.manifest_path}: model entry {label}: {problem}")
+        return models
+
+    def entries(self) -> list[ModelEntry]:
+        items = [ModelEntry.from_dict(d) for d in self._load()]
+        return sorted(items, key=lambda e: (e.dataset, VARIANT_ORDER.get(e.variant, 9), e.name))
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries()]
+
+    def get(self, name: str) -> ModelEntry:
+        for entry in self.entries():
+            if entry.name == name:
+                return entry
+        have = ", ".join(self.names()) or "none"
+        raise ModelNotFound(f"no model named {name!r} in {self.dir} (installed: {have})")
+
+    def onnx_path(self, entry: ModelEntry) -> Path:
+        return self.dir / entry.onnx
+
+    def verify(self, entry: ModelEntry) -> Path:
+        """The entry's ONNX path after checking it exists and matches its checksum."""
+        path = self.onnx_path(entry)
+        if not path.is_file():
+            raise ModelNotFound(f"model {entry.name!r}: file {path} is missing")
+        if sha256_of(path) != entry.sha256:
+            raise StudioError(f"model {entry.name!r}: {path} does not match its manifest checksum (damaged or replaced)")
+        return path
+
+    def add(self, entry: ModelEntry, onnx_file: Path, move: bool = False) -> ModelEntry:
+        """Install ``onnx_file`` as ``<name>.onnx`` and record ``entry`` (replacing one of that name).
+
+        The ONNX file is copied under a temporary name and renamed, and the manifest is
+        rewritten atomically, so an interruption never leaves a half-written model.
+        """
+        check_model_name(entry.name)
+        existing = self._load()  # a broken manifest is reported before anything is written
+        entry.onnx = f"{entry.name}.onnx"
+        entry.sha256 = sha256_of(Path(onnx_file))
+        target = self.dir / entry.onnx
+        if os.path.lexists(target) and not target.is_file():
+            raise StudioError(f"cannot install model {entry.name!r}: {target} exists and is not a regular file")
+        backup = None
+        tmp = None
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{entry.onnx}.", dir=self.dir)
+            os.close(fd)
+            (shutil.move if move else shutil.copyfile)(str(onnx_file), tmp)
+            os.chmod(tmp, 0o644)
+            if target.is_file():  # kept until the manifest names the new file
+                backup = target.with_name(f".{entry.onnx}.old")
+                os.replace(target, backup)
+            os.replace(tmp, target)
+        except OSError as exc:
+            if tmp:
+                remove_quietly(tmp)
+            if backup is not None:
+                os.replace(backup, target)
+            raise StudioError(f"cannot install model {entry.name!r} in {self.dir}: {os_reason(exc)}") from None
+        models = [d for d in existing if d.get("name") != entry.name] + [asdict(entry)]
+        try:
+            self._write(models)
+        except BaseException:
+            remove_quietly(target)  # no ONNX file without its manifest entry
+            if backup is not None:
+                os.replace(backup, target)
+            raise
+        if backup is not None:
+            remove_quietly(backup)
+        return entry
+
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (manifest first, so an interruption never leaves an entry without its file)."""
+        models = self._load()
+        entry = next((d for d in models if d.get("name") == name), None)
+        if entry is None:
+            raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+        self._write([d for d in models if d.get("name") != name])
+        onnx = entry.get("onnx")
+        if onnx and not any(d.get("onnx") == onnx for d in models if d is not entry):
+            (self.dir / onnx).unlink(missing_ok=True)
+
+    def update_accuracy(self, name: str, accuracy: dict) -> None:
+        models = self._load()
+        for d in models:
+            if d.get("name") == name:
+                d["accuracy"] = accuracy
+                self._write(models)
+                return
+        raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+
+    def _write(self, models: list[dict]) -> None:
+        text = json.dumps({"schema_version": SCHEMA_VERSION, "models": models}, indent=1) + "\n"
+        atomic_write_text(self.manifest_path, text)
