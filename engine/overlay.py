@@ -1,0 +1,2 @@
+"""Old path of engine.run.overlay, kept for users' scripts (engine/ is grouped by role)."""
+from .run.overlay import *  # noqa: F401,F403
