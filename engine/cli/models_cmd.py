@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from ..models.quantize import parse_size, quantize_model
+    from ..jobs.quantize import parse_size, quantize_model
 
     size = parse_size(args.size)
     made_by = f"python main.py models quantize {shlex.quote(args.name)} --size {size[1]}x{size[0]} --frames {args.frames}"

@@ -1,6 +1,6 @@
 """The worker side of a batch: one video through the public AnnotateJob, and the thread budget.
 
-Runs in a pool process (:mod:`engine.jobs.batch_pool`) or a Ray actor (:mod:`engine.jobs.batch_ray`);
+Runs in a pool process (:mod:`engine.batch_pool`) or a Ray actor (:mod:`engine.batch_ray`);
 only plain dicts cross the process boundary. Never raises for a bad video: a corrupt file is
 a ``failed`` result with its one-line reason, so it fails alone.
 """
