@@ -4,7 +4,7 @@ Qt-free and executor-neutral. The driver (:func:`run_batch`) expands the inputs,
 video its own output folder under ``out`` (the same layout as a single ``annotate`` job), and
 hands plain-dict tasks to an executor: :mod:`engine.batch_pool` (local processes, the default)
 or :mod:`engine.batch_ray` (a Ray cluster). Workers run :func:`run_task`, which drives the
-public :class:`engine.annotate.AnnotateJob` (:mod:`engine.batch_task`), so a batch video is
+public :class:`engine.jobs.annotate.AnnotateJob` (:mod:`engine.jobs.batch_task`), so a batch video is
 byte-for-byte what a single job writes. ``batch.json`` (:mod:`engine.batch_state`) at the top of ``out`` records each video's status and throughput and
 is rewritten atomically as the batch goes, so a crash leaves a readable record and ``--resume``
 continues where it stopped (finished videos are skipped, unfinished ones resume their frames).

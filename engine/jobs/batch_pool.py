@@ -5,7 +5,7 @@ killer, kill -9) hangs the first and breaks the whole second. Here the driver ow
 process and its inbox, sees a dead one, starts a fresh one and hands the video to it again
 (the new attempt resumes the masks the dead one finished, so the result is identical).
 
-Each worker loads the model once (:func:`engine.batch_task.worker_segmenter`) and runs
+Each worker loads the model once (:func:`engine.jobs.batch_task.worker_segmenter`) and runs
 ``threads`` inference threads; the driver keeps workers x threads <= the cores it has. Workers
 ignore SIGINT: Ctrl-C reaches the driver, which cancels the running jobs (their finished
 frames are kept for ``--resume``) and stops the workers.

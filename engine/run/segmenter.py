@@ -1,10 +1,10 @@
 """Run an installed ONNX TopFormer on BGR frames: frame in, class map at frame size out.
 
 No torch here: the app, annotate, eval and bench all segment through this class.
-The graph (engine/graph.py) is the network with its input normalisation: uint8 BGR
+The graph (engine/models/graph.py) is the network with its input normalisation: uint8 BGR
 frame in, 1/8-resolution logits out. The labels are made here from the logits with the
 official semantics (bilinear upsample, argmax) computed exactly but only at class
-boundaries (engine/postprocess.py), which costs a few % of the network. Older files
+boundaries (engine/run/postprocess.py), which costs a few % of the network. Older files
 whose graph ends in labels (inputs ``image`` + ``out_size``) still run.
 """
 from __future__ import annotations
