@@ -33,6 +33,12 @@ def parse_scale(value: Scale) -> float:
     return factor
 
 
+def is_named(value: Scale) -> bool:
+    """``full``/``half`` (a choice of quality, which a model's best input size may cap), as
+    opposed to an explicit factor (a measurement, e.g. ``eval --scale 2.67``, never capped)."""
+    return isinstance(value, str) and value.strip().lower() in SCALE_NAMES
+
+
 def scale_name(value: Scale) -> str:
     """A scale as users write it: ``full``, ``half`` or the factor (``0.75``)."""
     factor = parse_scale(value)

@@ -45,6 +45,30 @@ def test_boundary_upsample_equals_full_upsample(classes):
         assert np.array_equal(full, fast), f"{(h, w)}->{(oh, ow)}: {(full != fast).sum()} pixels differ"
 
 
+@pytest.mark.shared
+def test_x8_path_equals_torch_on_real_logits(videos):
+    """Half scale computes labels at exactly 8x the logits (postprocess.labels_x8): on the
+    shipped models' real logits they equal torch's full upsample + argmax, contiguous."""
+    from engine.run import postprocess
+
+    cap = cv2.VideoCapture(str(videos / "dashcam-highway-960x540.mp4"))
+    frames = [cap.read()[1] for _ in range(12)][::4]
+    cap.release()
+    for name in ("camvid-tiny", "camvid-base"):
+        seg = Segmenter.load(name)
+        for frame in frames:
+            for scale in ("half", 0.25):
+                in_hw = seg.input_size(frame.shape[:2], scale)
+                logits = seg.logits(seg.prepare(frame, in_hw))
+                assert in_hw == (8 * logits.shape[1], 8 * logits.shape[2])
+                full = F.interpolate(torch.from_numpy(logits)[None], size=in_hw, mode="bilinear",
+                                     align_corners=False).argmax(1)[0].numpy()
+                fast, _ = postprocess.labels_and_confidence(logits, in_hw)
+                assert fast.flags.c_contiguous and np.array_equal(full, fast), (name, scale)
+                view, _ = postprocess.labels_and_confidence(logits, in_hw, contiguous=False)
+                assert np.array_equal(view, fast)
+
+
 def test_graph_is_the_network_with_metadata(tmp_path):
     """The export ends at conv_seg's logits, keeps the node name, and carries its metadata."""
     import onnx

@@ -500,6 +500,13 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
     assert run_command(["train", "--report", str(tmp_path / "nope")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+    # A refit on every frame records this run's held-out figures (ship --selection-run).
+    from engine.training.ship import selection_figures
+
+    sel = selection_figures(out)
+    assert sel["holdout_drive"] == "0001TP" and sel["best"]["miou_holdout"] == round(best["miou"], 6)
+    assert sel["last"]["epoch"] == 2 and sel["last"]["miou_holdout"] == round(log[-1]["miou_holdout"], 6)
+    assert sel["recipe"] == "+ohem" and "--holdout-drive 0001TP" in sel["command"]
 
 
 @pytest.mark.torch

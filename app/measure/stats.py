@@ -61,6 +61,7 @@ class StatsSnapshot:
     input_size: tuple[int, int] = (0, 0)  # network (height, width)
     frame_size: tuple[int, int] = (0, 0)  # source (height, width)
     scale: str = "full"
+    input_note: str = ""  # e.g. the model's best size capped the input (Segmenter.input_note)
     providers: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -74,7 +75,7 @@ class StatsSnapshot:
         ih, iw = self.input_size
         latency = f"{latency_ms:6.0f} ms" if latency_ms is not None else "     -"
         return [
-            f"{self.model or 'no model'}  {iw}x{ih} ({self.scale})",
+            f"{self.model or 'no model'}  {iw}x{ih} ({self.scale}{': ' + self.input_note if self.input_note else ''})",
             f"source {self.source_fps:5.1f} fps   shown {self.e2e_fps:5.1f} fps",
             f"inference {self.inference_ms:6.1f} ms   dropped {self.dropped_per_s:4.1f}/s",
             f"capture to screen {latency}",

@@ -287,7 +287,8 @@ class InferenceWorker(QObject):
             # frame) it costs ~10x bilinear (4.8 vs 0.5 ms at 1280x720) for no visible gain.
             out, (dw, dh), interpolation=cv2.INTER_AREA if dw * 2 < w else cv2.INTER_LINEAR)
         model = segmenter.name if segmenter is not None else ""
-        stats = self.stats.snapshot(model=model, input_size=input_size, frame_size=(h, w), scale=scale,
+        note = segmenter.input_note((h, w), scale) if segmenter is not None else ""
+        stats = self.stats.snapshot(model=model, input_size=input_size, frame_size=(h, w), scale=scale, input_note=note,
                                     providers=segmenter.providers if segmenter is not None else [])
         result = FrameResult(
             image=to_qimage(shown), frame_bgr=frame, overlay_bgr=out, labels=labels,

@@ -1,4 +1,5 @@
-"""`main.py models list|import|download`: what is installed, and adding official checkpoints."""
+"""`main.py models list|import|download|quantize|best-size`: what is installed, adding official
+checkpoints, INT8 copies, and the input size a model is most accurate at."""
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", default=None, metavar="HEX", help="the file's known sha256: refuse anything else")
     add_models_dir(p)
 
+    p = sub.add_parser("best-size", help="measure at which input size NAME is most accurate; full/half never exceed it")
+    p.add_argument("name", help="installed model")
+    p.add_argument("--data", default="../shared/datasets/camvid", help="labelled CamVid-layout folder")
+    p.add_argument("--split", default="val", help="split(s) measured (default val)")
+    p.add_argument("--factors", default="1,1.5,2,2.67", help="input factors tried (default 1,1.5,2,2.67)")
+    p.add_argument("--clear", action="store_true", help="remove the recorded best size instead")
+    add_models_dir(p)
+
     p = sub.add_parser("quantize", help="make, measure and install a static INT8 copy NAME-int8 (for ARM boards)")
     p.add_argument("name", help="installed FP32 model to quantize")
     p.add_argument("--size", default="480x352", help="WxH the model will run at; calibration uses it (default 480x352)")
     p.add_argument("--data", default="../shared/datasets/camvid", help="CamVid-layout folder: train calibrates, val measures")
     p.add_argument("--frames", type=int, default=64, help="calibration frames, spread over train (default 64)")
+    p.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="how activation ranges are chosen from the calibration frames (default minmax)")
     add_models_dir(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"list": _list, "import": _import, "download": _download, "quantize": _quantize}[args.action](args)
+    return {"list": _list, "import": _import, "download": _download, "quantize": _quantize,
+            "best-size": _best_size}[args.action](args)
+
+
+def _best_size(args: argparse.Namespace) -> int:
+    from ..errors import StudioError
+    from ..jobs.evaluate import best_input_size
+    from ..models.registry import Registry
+
+    registry = Registry(args.models_dir)
+    registry.get(args.name)  # a one-line error for an unknown name
+    if args.clear:
+        registry.update_input(args.name, best_long_side=None, best_measured=None)
+        print(f"{args.name}: full and half follow the frame's size")
+        return 0
+    try:
+        factors = [float(f) for f in args.factors.split(",")]
+    except ValueError:
+        raise StudioError(f"--factors: expected numbers like 1,1.5,2, not {args.factors!r}") from None
+    found = best_input_size(args.name, args.data, args.split, factors, models_dir=args.models_dir)
+    command = (f"python main.py models best-size {shlex.quote(args.name)} --split {shlex.quote(args.split)} "
+               f"--factors {shlex.quote(args.factors)}")
+    registry.update_input(args.name, best_long_side=found["best_long_side"],
+                          best_measured={**found, "measured_by": command})
+    scores = ", ".join(f"{k}: {100 * v:.2f}" for k, v in found["miou_by_factor"].items())
+    print(f"{args.name}: mIoU by input factor ({args.split}) {scores}; full and half now stop at long side "
+          f"{found['best_long_side']}")
+    return 0
 
 
 def _quantize(args: argparse.Namespace) -> int:
@@ -47,8 +85,10 @@ def _quantize(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size)
     made_by = f"python main.py models quantize {shlex.quote(args.name)} --size {size[1]}x{size[0]} --frames {args.frames}"
+    if args.calibration != "minmax":
+        made_by += f" --calibration {args.calibration}"
     report = quantize_model(args.name, models_dir=args.models_dir, size=size, data=args.data, frames=args.frames,
-                            made_by=made_by)
+                            made_by=made_by, calibration=args.calibration)
     acc = report.entry.accuracy or {}
     speed = acc.get("speed", {})
     drop = acc.get("miou_drop")

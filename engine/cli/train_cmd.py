@@ -21,7 +21,7 @@ from ..paths import DEFAULT_CAMVID
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "cat_max_ratio",
                  "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "drop_path", "ema")
+                 "label_smoothing", "drop_path", "ema", "freeze_bn")
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -88,7 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")
     recipe.add_argument("--seed", type=int, default=0)
-    recipe.add_argument("--init", default=None, help="start from a run's checkpoint (fine-tuning), e.g. runs/x/best.pth")
+    recipe.add_argument("--init", default=None,
+                        help="start from a run's checkpoint (e.g. runs/x/best.pth) or an official mmseg checkpoint "
+                             "of the same variant (ADE20K: classifier rows mapped to the dataset's classes)")
+    recipe.add_argument("--freeze-bn", action="store_true", default=None,
+                        help="keep BatchNorm statistics fixed (fine-tuning a pretrained model)")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -100,6 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="model name to install (with --export-only, or after training)")
     ship.add_argument("--checkpoint", default="best.pth", help="file in the run folder to ship (default best.pth)")
     ship.add_argument("--eval-split", default="val", help="split measured for the manifest (default val)")
+    ship.add_argument("--selection-run", metavar="RUN", default=None,
+                      help="the held-out-drive run that chose this recipe and schedule (a refit on every frame has "
+                           "no unseen drive left): its held-out figures go into the manifest")
     add_models_dir(parser)
 
 
@@ -111,6 +118,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = []
     for key, value in vars(args).items():
         if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
+                                                       "selection_run",
                                                        "report"):
             continue
         flag = "--" + key.replace("_", "-")
@@ -143,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
         entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
-                         split=args.eval_split, checkpoint=args.checkpoint)
+                         split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:

@@ -70,6 +70,8 @@ class EvalResult:
     metrics: dict
     seconds: float
     per_drive: dict[str, dict] = field(default_factory=dict)  # drive -> metrics + "images"
+    confidence: float | None = None  # mean per-frame confidence (the scene-fit notice's reference)
+    class_shares: dict[str, float] = field(default_factory=dict)  # predicted pixel share per class, all pixels
 
     def to_json(self) -> dict:
         return {"model": self.model, "split": self.split, "images": self.images, "scale": self.scale,
@@ -101,12 +103,17 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
     confs: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     t0 = time.perf_counter()
+    confidences, predicted = [], np.zeros(n, np.int64)
     for i, s in enumerate(samples):
         frame = read_image_bgr(s.image)
         label = read_label(s.label)
         if label.shape != frame.shape[:2]:
             raise StudioError(f"{s.name}: image {frame.shape[:2]} and label {label.shape} sizes differ")
-        pred = seg.segment(frame, scale=scale).labels
+        result = seg.segment(frame, scale=scale)
+        pred = result.labels
+        if result.confidence is not None:
+            confidences.append(result.confidence)
+        predicted += np.bincount(pred.ravel(), minlength=n)[:n]
         conf = confs.setdefault(s.drive, np.zeros((n, n), np.int64))
         conf += confusion_matrix(pred, label, n)
         counts[s.drive] = counts.get(s.drive, 0) + 1
@@ -115,8 +122,31 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
     names = list(seg.class_names)
     metrics = metrics_from_confusion(sum(confs.values()), names)
     split_text = split if isinstance(split, str) else ",".join(split)
+    shares = predicted / max(int(predicted.sum()), 1)
     return EvalResult(name, split_text, len(samples), str(scale), metrics, time.perf_counter() - t0,
-                      per_drive=metrics_by_group(confs, counts, names))
+                      per_drive=metrics_by_group(confs, counts, names),
+                      confidence=float(np.mean(confidences)) if confidences else None,
+                      class_shares={c: round(float(v), 4) for c, v in zip(names, shares)})
+
+
+def best_input_size(name: str, data: str | Path, split: str, factors: Sequence[float],
+                    models_dir: str | Path | None = None) -> dict:
+    """mIoU of ``name`` at each input factor, and the long side of the best one.
+
+    A model trained on 480x360 frames sees objects 2.7x larger in a 720p frame at full
+    size; some lose accuracy there. The long side found here (factor x the frames' long
+    side) is recorded as ``input.best_long_side`` and caps ``full``/``half`` for that model.
+    """
+    samples = select_samples(data, split)
+    if not samples:
+        raise StudioError(f"no frames in {data}/{split}")
+    long_side = max(read_image_bgr(samples[0].image).shape[:2])
+    scores = {f"{f:g}": evaluate_model(name, data, split, models_dir=models_dir, scale=float(f)).metrics["miou"]
+              for f in factors}
+    best = max(scores, key=scores.get)
+    return {"best_long_side": int(round(float(best) * long_side)), "best_factor": float(best),
+            "frames_long_side": int(long_side), "miou_by_factor": {k: round(v, 6) for k, v in scores.items()},
+            "split": split}
 
 
 def _cell(v: float | None) -> str:

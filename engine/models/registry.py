@@ -102,6 +102,14 @@ class ModelEntry:
     def input_multiple(self) -> int:
         return int(self.input.get("multiple", 32))
 
+    @property
+    def best_long_side(self) -> int | None:
+        """The input long side the model is most accurate at, if measured (``input.best_long_side``):
+        ``full``/``half`` never feed it more (models trained on small frames lose accuracy on
+        720p frames at full size)."""
+        value = self.input.get("best_long_side")
+        return int(value) if value else None
+
     def describe(self) -> str:
         """One line for lists and pickers: name, variant, dataset, accuracy."""
         acc = ""
@@ -229,6 +237,18 @@ class Registry:
         onnx = entry.get("onnx")
         if onnx and not any(d.get("onnx") == onnx for d in models if d is not entry):
             (self.dir / onnx).unlink(missing_ok=True)
+
+    def update_input(self, name: str, **fields) -> None:
+        """Set keys of a model's ``input`` (e.g. ``best_long_side``); ``None`` removes one."""
+        models = self._load()
+        for d in models:
+            if d.get("name") == name:
+                entry = dict(d.get("input") or {"multiple": 32, "mode": "native"})
+                entry.update(fields)
+                d["input"] = {k: v for k, v in entry.items() if v is not None}
+                self._write(models)
+                return
+        raise ModelNotFound(f"no model named {name!r} in {self.dir}")
 
     def update_accuracy(self, name: str, accuracy: dict) -> None:
         models = self._load()

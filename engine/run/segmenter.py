@@ -17,12 +17,13 @@ import numpy as np
 import onnxruntime as ort
 
 from . import postprocess
+from .label_resize import nearest_upscale
 from .backends import create_backend
 from ..errors import StudioError
 from ..models.graph import check_against_manifest, decode_metadata
 from ..models.registry import ModelEntry, Registry
 from ..result import SegResult
-from ..scales import Scale, parse_scale, round_to_multiple
+from ..scales import Scale, is_named, parse_scale, round_to_multiple
 
 
 # The network input's long side is capped: a 12000x9000 photo at ``full`` would otherwise need
@@ -91,13 +92,31 @@ class Segmenter:
         return self.backend.name
 
     def input_size(self, frame_hw: tuple[int, int], scale: Scale = "full") -> tuple[int, int]:
-        """Network input (height, width) for a frame: its size times ``scale``, rounded to the multiple."""
-        factor = parse_scale(scale)
+        """Network input (height, width) for a frame: its size times ``scale``, rounded to the multiple.
+
+        A named scale (``full``, ``half``) never exceeds the model's best input size
+        (``ModelEntry.best_long_side``); an explicit factor is used as given.
+        """
+        factor = self._factor(frame_hw, scale)
         h, w = frame_hw
-        factor = min(factor, MAX_INPUT_SIDE / max(h, w, 1))
         limit = max(self.multiple, MAX_INPUT_SIDE // self.multiple * self.multiple)
         return (min(round_to_multiple(h * factor, self.multiple), limit),
                 min(round_to_multiple(w * factor, self.multiple), limit))
+
+    def _factor(self, frame_hw: tuple[int, int], scale: Scale) -> float:
+        factor = parse_scale(scale)
+        long_side = max(frame_hw[0], frame_hw[1], 1)
+        best = self.entry.best_long_side
+        if best and is_named(scale):
+            factor = min(factor, best / long_side)
+        return min(factor, MAX_INPUT_SIDE / long_side)
+
+    def input_note(self, frame_hw: tuple[int, int], scale: Scale) -> str:
+        """What the app shows next to the input size when the model's best size capped it ("" if not)."""
+        best = self.entry.best_long_side
+        if best and is_named(scale) and parse_scale(scale) * max(frame_hw) > best:
+            return f"the model's best size, long side {best}"
+        return ""
 
     def prepare(self, frame_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The frame as the graph's uint8 [1,H,W,3] BGR input at ``size``."""
@@ -146,9 +165,10 @@ class Segmenter:
         if self.legacy:
             labels = self.run(image, out_hw, cancel)
         else:
-            labels, conf = postprocess.labels_and_confidence(self.logits(image, cancel), out_hw)
+            labels, conf = postprocess.labels_and_confidence(self.logits(image, cancel), out_hw,
+                                                             contiguous=out_hw == tuple(frame_hw))
         if out_hw != tuple(frame_hw):
-            labels = postprocess.nearest_upscale(labels, frame_hw)
+            labels = nearest_upscale(labels, frame_hw)
         return labels, conf
 
     @staticmethod

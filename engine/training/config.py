@@ -55,7 +55,8 @@ class TrainConfig:
     workers: int = 0  # augmentation threads (0: in the training thread); results do not depend on it
     amp: bool = False  # bfloat16 autocast for forward and loss (meant for --device cuda)
     channels_last: bool = True  # ~1.5x faster convolutions on CPU
-    init: str | None = None  # start from these weights (a run's best.pth/last.pth): fine-tuning
+    init: str | None = None  # start from these weights (a run's best.pth/last.pth, or an official checkpoint)
+    freeze_bn: bool = False  # BatchNorm keeps its running statistics (eval mode): fine-tuning a pretrained model
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric

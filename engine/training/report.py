@@ -32,9 +32,21 @@ def summarise_run(run_dir: str | Path) -> dict:
                 best = {"score": r[key + suffix], "epoch": r["epoch"], "source": source,
                         "miou_val": r.get("miou" + suffix), "per_drive": r.get("per_drive" + suffix, {})}
     last = records[-1]
-    return {"run": run.name, "variant": cfg.get("variant"), "recipe": cfg.get("recipe") or "-",
+    return {"run": run.name, "variant": cfg.get("variant"), "recipe": describe_recipe(cfg),
             "holdout": holdout, "epochs_done": last["epoch"], "epochs": cfg.get("epochs"),
             "train_min": round(last.get("train_s", 0.0) / 60, 1), **best}
+
+
+def describe_recipe(cfg: dict) -> str:
+    """The recipe's name, plus the start (pretrained init, frozen BN, lr) of a fine-tune."""
+    parts = [cfg.get("recipe") or "-"]
+    init_from = (cfg.get("extra") or {}).get("init_from")
+    if cfg.get("init"):
+        parts.append(f"init {init_from.split(' (')[0]}" if init_from else f"init {Path(cfg['init']).name}")
+        parts.append(f"lr {cfg.get('lr'):g}" + (f" (head x{cfg.get('head_lr_mult'):g})" if cfg.get("head_lr_mult") != 10 else ""))
+    if cfg.get("freeze_bn"):
+        parts.append("frozen BN")
+    return ", ".join(parts)
 
 
 def format_table(rows: list[dict]) -> str:

@@ -6,6 +6,7 @@ in the manifest is exactly what ``eval`` reproduces from a clean clone.
 """
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -47,8 +48,28 @@ def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch
     return model.eval(), ckpt, cfg
 
 
+def selection_figures(run_dir: Path) -> dict:
+    """What the held-out-drive run that chose the recipe measured on its unseen drive:
+    its best evaluation and its last one (the schedule a refit repeats)."""
+    from .report import describe_recipe, summarise_run
+
+    best = summarise_run(run_dir)
+    if not best["holdout"]:
+        raise StudioError(f"--selection-run {run_dir} held out no drive (train it with --holdout-drive)")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
+    pick = lambda r, k: None if r.get(k) is None else round(r[k], 6)  # noqa: E731
+    return {"run": run_dir.name, "holdout_drive": best["holdout"], "recipe": describe_recipe(cfg),
+            "command": cfg.get("command"), "best": {"epoch": best["epoch"], "weights": best["source"],
+                                                    "miou_holdout": round(best["score"], 6)},
+            "last": {"epoch": last["epoch"], "miou_holdout": pick(last, "miou_holdout"),
+                     "miou_holdout_ema": pick(last, "miou_holdout_ema")},
+            "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
+
+
 def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
-             split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None) -> dict:
+             split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
+             selection_run: str | Path | None = None) -> dict:
     """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
     Segmenter and record command, epochs and measured accuracy in the manifest.
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
@@ -76,17 +97,20 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
                                             "warmup_iters", "scale_range", "cat_max_ratio", "rare_crop",
                                             "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                                            "label_smoothing", "drop_path", "ema", "seed", "device", "amp")},
+                                            "label_smoothing", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
-        "train_frames": extra.get("train_frames"),
+        "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
     }
+    if selection_run:
+        training["selection"] = selection_figures(Path(selection_run))
     registry = Registry(models_dir)
     registry.dir.mkdir(parents=True, exist_ok=True)
     trained_on = cfg.get("train_splits", "train").replace(",", "+")
     if cfg.get("holdout_drive"):
         trained_on += f" without drive {cfg['holdout_drive']}"
-    notes = (f"TopFormer-{model.variant} trained from scratch on CamVid {trained_on} by this project: "
+    start = f"fine-tuned from {extra['init_from']}" if extra.get("init_from") else "trained from scratch"
+    notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
         onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
@@ -114,6 +138,13 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
             "images": small.images, "miou": round(small.metrics["miou"], 6),
             "pixel_acc": round(small.metrics["pixel_acc"], 6),
             "measured_by": f"python main.py eval --model {name} --split {split} --limit {CHECK_IMAGES} --json"}
+    # What the app's scene-fit notice compares live footage with (app/playback/scene_fit.py).
+    if res.confidence is not None:
+        accuracy["confidence"] = round(res.confidence, 4)
+        accuracy["class_shares"] = res.class_shares
+        accuracy["confidence_measured_by"] = (
+            f"mean over CamVid {split} ({res.images} images, full scale) of the per-frame mean top-class softmax "
+            "probability of the low-resolution logits; class_shares: predicted pixel shares (main.py eval, same run)")
     # Per drive, and on the drive the run never trained on (the figure that predicts footage
     # the model has not seen); measured by eval on the installed ONNX like the rest.
     accuracy["per_drive"] = {d: round(m["miou"], 6) for d, m in res.per_drive.items()}

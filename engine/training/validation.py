@@ -44,7 +44,7 @@ def frame_confusions(model: nn.Module, images: list[np.ndarray], labels: list[np
     """Confusion matrix of each frame at its native size rounded to multiples of 32 (resize
     in, bilinear logits back to the label size, argmax), the protocol of ``main.py eval``,
     which measures the exported ONNX model and gives the number that gets reported."""
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # restored per module: frozen BN stays frozen
     model.eval()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     out = []
@@ -55,7 +55,8 @@ def frame_confusions(model: nn.Module, images: list[np.ndarray], labels: list[np
         t = torch.from_numpy(D.normalise(x[None], MEAN_RGB, STD_RGB)).to(device).contiguous(memory_format=fmt)
         logits = F.interpolate(model(t), size=(h, w), mode="bilinear", align_corners=False)
         out.append(confusion_torch(logits.argmax(1)[0], torch.from_numpy(lbl).to(device), num_classes))
-    model.train(was_training)
+    for module, mode in modes:
+        module.training = mode
     return out
 
 

@@ -1,0 +1,128 @@
+"""Training from the official ADE20K TopFormer-Tiny: weights copied, classifier rows mapped,
+BatchNorm statistics frozen while fine-tuning."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import run_command
+from engine.errors import StudioError
+
+pytestmark = [pytest.mark.torch]
+
+
+@pytest.fixture(scope="module")
+def ade_tiny(shared_dir) -> Path:
+    return shared_dir / "reference" / "topformer-tiny-ade20k.pth"
+
+
+@pytest.mark.shared
+def test_classifier_rows_come_from_the_mapped_ade20k_classes(ade_tiny):
+    pytest.importorskip("torch")
+    from engine.models.checkpoint import read_state_dict
+    from engine.models.datasets import dataset_info
+    from engine.training.pretrained import CLASS_MAP, SEG_BIAS, SEG_WEIGHT, official_init
+
+    source = read_state_dict(ade_tiny)
+    state, how = official_init(ade_tiny, "tiny")
+    assert "ade20k TopFormer-tiny" in how and "mapped ade20k -> camvid" in how
+    ade = dataset_info("ade20k").classes
+    for row, cls in enumerate(dataset_info("camvid").classes):
+        src_row = ade.index(CLASS_MAP[("ade20k", "camvid")][cls])
+        assert np.array_equal(state[SEG_WEIGHT][row].numpy(), source[SEG_WEIGHT][src_row].numpy())
+        assert float(state[SEG_BIAS][row]) == float(source[SEG_BIAS][src_row])
+    assert state[SEG_WEIGHT].shape[0] == 11
+    others = [k for k in source if k not in (SEG_WEIGHT, SEG_BIAS)]
+    assert others and all(state[k] is source[k] or bool((state[k] == source[k]).all()) for k in others)
+
+
+@pytest.mark.shared
+def test_mapped_model_already_segments_a_street_frame(ade_tiny, shared_dir):
+    """Zero-shot, before any CamVid training: road and sky are found on an unseen drive.
+    A wrong map (or a wrong normalisation) gives near-zero IoU for them."""
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from engine.models.datasets import read_image_bgr, read_label, select_samples
+    from engine.models.topformer import MEAN_RGB, STD_RGB, create_model
+    from engine.training.pretrained import official_init
+
+    model = create_model("tiny", 11)
+    model.load_state_dict(official_init(ade_tiny, "tiny")[0])
+    model.eval()
+    sample = select_samples(shared_dir / "datasets" / "camvid", "train", ["0006R0"])[0]
+    rgb = cv2.resize(read_image_bgr(sample.image)[:, :, ::-1].astype(np.float32), (640, 480))
+    x = torch.from_numpy(((rgb - MEAN_RGB) / STD_RGB).transpose(2, 0, 1)[None].astype(np.float32))
+    with torch.no_grad():
+        logits = model(x)
+    label = read_label(sample.label)
+    pred = torch.nn.functional.interpolate(logits, size=label.shape, mode="bilinear").argmax(1)[0].numpy()
+    for cls in (0, 3):  # sky, road
+        inter = np.sum((pred == cls) & (label == cls))
+        union = np.sum(((pred == cls) | (label == cls)) & (label != 11))
+        assert inter / union > 0.6, (cls, inter / union)
+
+
+@pytest.mark.shared
+def test_wrong_variant_is_refused(shared_dir):
+    pytest.importorskip("torch")
+    from engine.training.pretrained import official_init
+
+    with pytest.raises(StudioError, match="is a TopFormer-small, not tiny"):
+        official_init(shared_dir / "reference" / "random-small.pth", "tiny")
+
+
+@pytest.mark.shared
+def test_train_cli_init_from_ade20k_is_recorded(ade_tiny, shared_dir, tmp_path, capsys):
+    out = tmp_path / "ft"
+    args = ["train", "--variant", "tiny", "--data", str(shared_dir / "datasets" / "camvid"), "--out", str(out),
+            "--epochs", "1", "--batch", "2", "--crop", "64x96", "--limit", "2", "--val-limit", "1",
+            "--eval-every", "1", "--warmup-iters", "1", "--threads", "1", "--no-progress", "--init", str(ade_tiny)]
+    assert run_command(args) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["init"] == str(ade_tiny) and "mapped ade20k -> camvid" in cfg["extra"]["init_from"]
+    capsys.readouterr()
+    bad = args[:-1] + [str(shared_dir / "reference" / "random-base.pth")]
+    bad[bad.index("--out") + 1] = str(tmp_path / "bad")
+    assert run_command(bad) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "TopFormer-base, not tiny" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_frozen_bn_keeps_statistics_through_training_and_validation(tmp_path):
+    """--freeze-bn: BatchNorm normalises with (and keeps) its running statistics through
+    training steps and the in-loop validation; without it they move."""
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from engine.training.trainer import TrainConfig, set_train_mode, train
+
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for i in range(n):
+            cv2.imwrite(str(root / "images" / split / f"f{i}.png"), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
+            cv2.imwrite(str(root / "labels" / split / f"f{i}.png"), rng.integers(0, 12, (64, 96), dtype=np.uint8))
+    stats = {}
+    for frozen in (True, False):
+        out = tmp_path / f"run-{frozen}"
+        cfg = TrainConfig(data=str(root), out=str(out), epochs=2, batch=2, crop=(64, 96), warmup_iters=1,
+                          eval_every=1, threads=1, ema=0.0, freeze_bn=frozen)
+        train(cfg)
+        ckpt = torch.load(out / "last.pth", weights_only=False)
+        stats[frozen] = {k: v for k, v in ckpt["model"].items() if k.endswith("running_mean")}
+        assert json.loads((out / "config.json").read_text())["freeze_bn"] is frozen
+    from engine.models.topformer import create_model
+
+    start = {k: v for k, v in create_model("tiny", 11).state_dict().items() if k.endswith("running_mean")}
+    assert all(torch.equal(stats[True][k], start[k]) for k in start)
+    assert not all(torch.equal(stats[False][k], start[k]) for k in start)
+    model = create_model("tiny", 11)
+    set_train_mode(model, True)
+    assert model.training and all(not m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
