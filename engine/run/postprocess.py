@@ -16,6 +16,9 @@ full resolution. Here:
    (usually 2 or 3 of C), then argmaxed. The cost is mostly numpy's per-call overhead,
    so the code keeps the number of calls low (two groups of cells, few temporaries).
 
+When the output is exactly 8x the logits (half scale), ``labels_x8`` does steps 2 and 3
+with one fixed [4, 64] weight matrix instead of per-size position tables.
+
 The result equals full upsample + argmax (tests/test_export_segmenter.py against torch,
 tests/test_backends.py against OpenCV on real logits). The per-frame
 confidence (mean over logit pixels of the top softmax probability) comes from the
@@ -287,7 +290,6 @@ def labels_x8(logits: np.ndarray, coarse: np.ndarray) -> np.ndarray:
     return canvas[4:4 + 8 * h, 4:4 + 8 * w]  # a view: callers copy it (or scale it up) once
 
 
-
 def labels_from_logits(logits: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
     """argmax(bilinear_upsample(logits, out_hw)) for logits [C, h, w] float32: [out_h, out_w] class ids."""
     return labels_and_confidence(logits, out_hw, with_confidence=False)[0]
@@ -300,13 +302,13 @@ def labels_and_confidence(logits: np.ndarray, out_hw: tuple[int, int], with_conf
     ``contiguous=False`` allows a view (the caller scales the labels up anyway)."""
     logits = np.asarray(logits, dtype=np.float32)
     _, h, w = logits.shape
-    ay, ax = axis(int(out_hw[0]), h), axis(int(out_hw[1]), w)
     coarse, top = coarse_and_top(logits)
     if out_hw[0] == 8 * h and out_hw[1] == 8 * w:
         labels = labels_x8(logits, coarse)
         if contiguous:
             labels = np.ascontiguousarray(labels)
     else:
+        ay, ax = axis(int(out_hw[0]), h), axis(int(out_hw[1]), w)
         labels = nearest_cells(coarse, ay, ax)
         refine_boundaries(labels, logits, uniform_cells(coarse), ay, ax)
     return labels, (confidence(logits, top) if with_confidence else None)

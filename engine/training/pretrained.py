@@ -28,7 +28,7 @@ CLASS_MAP: dict[tuple[str, str], dict[str, str]] = {
 }
 
 
-def source_dataset(num_classes: int) -> str | None:
+def dataset_with_classes(num_classes: int) -> str | None:
     """The known dataset with exactly this many classes (ADE20K: 150), if any."""
     for name in ("ade20k", "cityscapes", "camvid"):
         if dataset_info(name).num_classes == num_classes:
@@ -62,7 +62,7 @@ def official_init(path, variant: str, target: str = "camvid") -> tuple[dict, str
     target_classes = dataset_info(target).num_classes
     if num_classes == target_classes:
         return state, f"all weights of {path}"
-    source = source_dataset(num_classes)
+    source = dataset_with_classes(num_classes)
     if source is None:
         raise StudioError(f"--init: {path} predicts {num_classes} classes, a dataset this project does not know")
     state = dict(state)

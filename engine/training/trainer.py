@@ -38,7 +38,7 @@ from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
 from .ema import EMA
-from .pretrained import official_init, source_dataset
+from .pretrained import dataset_with_classes, official_init
 from .losses import build_criterion
 from .validation import ValFrames, confusion_torch, validate
 
@@ -162,11 +162,16 @@ def _init_weights(path: Path, cfg: TrainConfig) -> dict:
     classifier is mapped to this dataset's classes (engine.training.pretrained)."""
     if not path.is_file():
         raise StudioError(f"--init: no checkpoint {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors only: an official (downloaded) file must never run code when read
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - this project's run checkpoints also hold RNG states and configs
+        ckpt = None
     if isinstance(ckpt, dict) and "meta" in ckpt and "state_dict" in ckpt:
-        state, how = official_init(path, cfg.variant, source_dataset(cfg.num_classes) or "camvid")
+        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid")
         cfg.extra["init_from"] = how
         return state
+    if ckpt is None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if "state_dict" in ckpt:
         return ckpt["state_dict"]
     if ckpt.get("ema"):
