@@ -507,6 +507,15 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     assert sel["holdout_drive"] == "0001TP" and sel["best"]["miou_holdout"] == round(best["miou"], 6)
     assert sel["last"]["epoch"] == 2 and sel["last"]["miou_holdout"] == round(log[-1]["miou_holdout"], 6)
     assert sel["recipe"] == "+ohem" and "--holdout-drive 0001TP" in sel["command"]
+    # Re-planned on resume (--epochs 3): config.json and the report say so.
+    assert run_command(["train", "--out", str(out), "--resume", "--epochs", "3", "--data", str(camvid),
+                        "--threads", "1", "--no-progress"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["epochs"] == 3 and cfg["extra"]["epochs_changed"] == [{"at_epoch": 2, "from": 2, "to": 3}]
+    assert "--holdout-drive 0001TP" in cfg["command"] and "--resume" in cfg["extra"]["resumed_with"]
+    capsys.readouterr()
+    assert run_command(["train", "--report", str(out)]) == 0
+    assert "| 3/3 (planned 2) |" in capsys.readouterr().out
 
 
 @pytest.mark.torch

@@ -100,6 +100,7 @@ class BenchmarkRun(ScriptedRun):
             "scale": snap.scale,
             "frame_size": list(snap.frame_size),
             "input_size": list(snap.input_size),
+            "input_note": snap.input_note,  # why the input is smaller than the scale asks, if it is
             "elapsed_s": round(elapsed, 3),
             "source_fps": snap.source_fps,
             "e2e_fps": e2e_fps,

@@ -13,11 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.cpu import has_int8_dot
+
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
-CPUINFO = Path("/proc/cpuinfo")
 PI_MODEL = "camvid-tiny"
-# CPU flags of 8-bit dot-product instructions: ARM (asimddp) and x86 (VNNI).
-INT8_FLAGS = ("asimddp", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,6 @@ def is_raspberry_pi(board: str) -> bool:
     return board.startswith("Raspberry Pi")
 
 
-def cpu_has_int8_dot(cpuinfo: Path = CPUINFO) -> bool:
-    """True when the CPU advertises 8-bit dot-product instructions (where INT8 pays off)."""
-    try:
-        text = cpuinfo.read_text(errors="replace")
-    except OSError:
-        return False
-    flags = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
-    return any(flag in flags for flag in INT8_FLAGS)
-
-
 def choose_profile(requested: str | None, board: str | None = None, int8_fast: bool | None = None,
                    installed: list[str] | None = None, cores: int | None = None) -> Profile:
     """The profile for ``--profile`` (None = auto: pi on a Raspberry Pi, else desktop)."""
@@ -66,7 +51,7 @@ def choose_profile(requested: str | None, board: str | None = None, int8_fast: b
         return Profile("desktop", board=board, reason="requested" if requested else "not a Raspberry Pi")
     if name != "pi":
         raise ValueError(f"unknown profile {name!r}")
-    int8_fast = cpu_has_int8_dot() if int8_fast is None else int8_fast
+    int8_fast = has_int8_dot() if int8_fast is None else int8_fast
     model = PI_MODEL
     if int8_fast and (installed is None or f"{PI_MODEL}-int8" in installed):
         model = f"{PI_MODEL}-int8"

@@ -39,7 +39,8 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 def run(args: argparse.Namespace) -> int:
     from ..run.backends import BACKENDS, PRECISIONS
-    from ..jobs.bench import as_dicts, cpu_line, default_backends, load_frames, run_bench
+    from ..cpu import cpu_line
+    from ..jobs.bench import as_dicts, default_backends, load_frames, run_bench
     from ..errors import StudioError
     from ..scales import parse_scale
 

@@ -134,33 +134,52 @@ class VideoFileSource(FrameSource):
         self._cap.release()
 
 
-class CameraSource(FrameSource):
+class LiveCameraSource(FrameSource):
+    """What every camera shares: the first frame (grabbed at open, as proof that the camera
+    delivers) is handed out first, then frames are numbered and timed from the opening.
+    Subclasses open the device, call ``_started(first)`` and implement ``_grab``."""
+
     kind = "camera"
     is_live = True
+    index: int
 
-    def __init__(self, index: int):
-        self.index = int(index)
-        self._cap, first = _open_capture(self.index, f"camera {self.index} cannot be opened (not connected or in use)")
+    def _started(self, first: np.ndarray, fps: float) -> None:
         self.height, self.width = first.shape[:2]
-        self.fps = _fps_of(self._cap, default=30.0)
+        self.fps = fps
         self._t0 = time.monotonic()
         self._pending: Frame | None = Frame(first, 0, 0.0)
         self._count = 1
 
-    @property
-    def description(self) -> str:
-        return f"camera {self.index}"
+    def _grab(self) -> np.ndarray:
+        """The next BGR image, or SourceError when the camera stopped."""
+        raise NotImplementedError
 
     def read(self) -> Frame | None:
         if self._pending is not None:
             frame, self._pending = self._pending, None
             return frame
+        frame = Frame(self._grab(), self._count, time.monotonic() - self._t0)
+        self._count += 1
+        return frame
+
+
+class CameraSource(LiveCameraSource):
+    """A camera OpenCV can open (V4L2 on Linux)."""
+
+    def __init__(self, index: int):
+        self.index = int(index)
+        self._cap, first = _open_capture(self.index, f"camera {self.index} cannot be opened (not connected or in use)")
+        self._started(first, _fps_of(self._cap, default=30.0))
+
+    @property
+    def description(self) -> str:
+        return f"camera {self.index}"
+
+    def _grab(self) -> np.ndarray:
         ok, image = self._cap.read()
         if not ok or image is None:
             raise SourceError(f"camera {self.index} stopped delivering frames (disconnected?)")
-        frame = Frame(image, self._count, time.monotonic() - self._t0)
-        self._count += 1
-        return frame
+        return image
 
     def close(self) -> None:
         self._cap.release()
@@ -201,12 +220,9 @@ def is_image_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-class PiCameraSource(FrameSource):
+class PiCameraSource(LiveCameraSource):
     """A Raspberry Pi camera through picamera2 (libcamera): CSI cameras on a Pi 5 have no
     V4L2 node OpenCV can read, so they are opened this way whenever picamera2 is installed."""
-
-    kind = "camera"
-    is_live = True
 
     def __init__(self, index: int, size: tuple[int, int] = (1280, 720)):
         from picamera2 import Picamera2  # Debian's python3-picamera2, seen through the venv
@@ -220,27 +236,18 @@ class PiCameraSource(FrameSource):
             first = self._cam.capture_array("main")
         except Exception as exc:  # noqa: BLE001 - libcamera reports busy/missing cameras many ways
             raise SourceError(f"camera {self.index} (picamera2) cannot be opened: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-        self.height, self.width = first.shape[:2]
-        self.fps = 30.0
-        self._t0 = time.monotonic()
-        self._pending: Frame | None = Frame(np.ascontiguousarray(first[..., :3]), 0, 0.0)
-        self._count = 1
+        self._started(np.ascontiguousarray(first[..., :3]), 30.0)
 
     @property
     def description(self) -> str:
         return f"camera {self.index} (picamera2)"
 
-    def read(self) -> Frame | None:
-        if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
+    def _grab(self) -> np.ndarray:
         try:
             image = self._cam.capture_array("main")
         except Exception:  # noqa: BLE001
             raise SourceError(f"camera {self.index} stopped delivering frames (disconnected?)") from None
-        frame = Frame(np.ascontiguousarray(image[..., :3]), self._count, time.monotonic() - self._t0)
-        self._count += 1
-        return frame
+        return np.ascontiguousarray(image[..., :3])
 
     def close(self) -> None:
         try:

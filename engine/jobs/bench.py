@@ -14,8 +14,6 @@ precisions (``--precision bf16``) add rows with their label agreement to ONNX Ru
 """
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -36,7 +34,6 @@ FRAME_SIZES = ((720, 1280), (432, 768))
 SCALES = tuple(SCALE_NAMES)
 MEAN_RGB = np.array([123.675, 116.28, 103.53], np.float32)
 STD_RGB = np.array([58.395, 57.12, 57.375], np.float32)
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd", "neon")
 
 
 @dataclass
@@ -98,23 +95,6 @@ def interleaved_times(fns: dict[str, Callable[[int], object]], rounds: int,
             wall[k].append((time.perf_counter() - start) * 1000.0)
             cpu[k].append((time.process_time() - start_cpu) * 1000.0)
     return ({k: statistics.median(v) for k, v in wall.items()}, {k: statistics.median(v) for k, v in cpu.items()})
-
-
-def cpu_line() -> str:
-    """CPU model, logical cores and the SIMD flags that matter for inference, in one line."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "hardware") and name in ("", platform.machine(), platform.processor()):
-                name = value.strip()
-            elif key in ("flags", "features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    have = [f for f in CPU_FLAGS if f in flags]
-    return f"CPU: {name}, {os.cpu_count()} logical cores, flags: {' '.join(have) or 'n/a'}"
 
 
 def synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:

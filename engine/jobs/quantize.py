@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import cpu_line, int8_kernels
 from ..errors import StudioError
 from ..models.registry import ModelEntry, Registry
 
@@ -186,14 +187,17 @@ def compare(fp32, int8, data: str | Path, split: str = "val", limit: int | None 
         total += a.size
         conf += confusion_matrix(b, label, n)
         if i + 1 == CHECK_IMAGES:
-            check = metrics_from_confusion(conf, list(int8.class_names))
+            check = {**metrics_from_confusion(conf, list(int8.class_names)), "agreement_fp32": same / total}
     metrics = metrics_from_confusion(conf, list(int8.class_names))
     metrics.pop("pixels", None)
     metrics = {"miou": round(metrics["miou"], 6), "pixel_acc": round(metrics["pixel_acc"], 6),
                "per_class": {k: (None if v is None else round(v, 6)) for k, v in metrics["per_class"].items()}}
     out = {"split": split, "images": len(samples), "scale": "full", **metrics, "agreement_fp32": round(same / total, 6)}
     if check is not None:  # what CI re-measures (as for the trained models)
+        # INT8 labels reproduce exactly only on the same integer kernels (engine/cpu.py), so the
+        # kernel family is recorded; elsewhere CI checks the agreement with FP32 instead.
         out["check"] = {"images": CHECK_IMAGES, "miou": round(check["miou"], 6), "pixel_acc": round(check["pixel_acc"], 6),
+                        "agreement_fp32": round(check["agreement_fp32"], 6), "int8_kernels": int8_kernels(),
                         "measured_by": f"python main.py eval --model {int8.name} --split val --limit {CHECK_IMAGES} --json"}
     return out
 
@@ -256,8 +260,8 @@ def quantize_model(name: str, models_dir: str | Path | None = None, size: tuple[
                            "val pixels whose INT8 label equals the FP32 label)",
             "fp32_miou": fp_miou,
             "miou_drop": None if fp_miou is None else round(fp_miou - acc["miou"], 6),
-            "speed": {**speed, "measured_by": "median Segmenter.segment time, fp32 and int8 interleaved, "
-                                              "one process, ORT CPU provider, this machine"},
+            "speed": {**speed, "cpu": cpu_line(), "measured_by": "median Segmenter.segment time, fp32 and int8 "
+                                                                  "interleaved, one process, ORT CPU provider, this machine"},
         })
         entry.accuracy = acc
         entry.made_by = made_by or f"python main.py models quantize {name} --size {size[1]}x{size[0]}"

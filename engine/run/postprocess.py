@@ -273,20 +273,26 @@ def labels_x8(logits: np.ndarray, coarse: np.ndarray) -> np.ndarray:
         x0, x1 = np.maximum(bx - 1, 0), np.minimum(bx, w - 1)
         corners = logits.reshape(c, h * w).take(np.stack([y0 + x0, y0 + x1, y1 + x0, y1 + x1]), 1)  # [C, 4, K]
         possible = candidates(corners)
-        blocks4 = canvas.reshape(h + 1, 8, w + 1, 8)
         two = possible.sum(0) <= 2
+        block = np.empty((len(by), 64), canvas.dtype)  # each refined block's labels, written to the canvas once
         sel = np.flatnonzero(two)
         if len(sel):
             chosen = possible[:, sel]
             first = chosen.argmax(0).astype(canvas.dtype)
             second = ((c - 1) - chosen[::-1].argmax(0)).astype(canvas.dtype)
             wins = (corners[first, :, sel] - corners[second, :, sel]) @ X8_WEIGHTS >= 0  # [K, 64]; ties: first
-            blocks4[by[sel], :, bx[sel], :] = (wins.view(np.uint8).astype(canvas.dtype, copy=False)
-                                               * (first - second)[:, None] + second[:, None]).reshape(-1, 8, 8)
+            block[sel] = wins.view(np.uint8).astype(canvas.dtype, copy=False) * (first - second)[:, None] + second[:, None]
         sel = np.flatnonzero(~two)
-        if len(sel):  # 3 or more candidates (about a third of the cells): every class, OpenCV's argmax (first wins)
-            blend = (corners[:, :, sel].transpose(0, 2, 1) @ X8_WEIGHTS).reshape(c, -1)  # [C, K * 64]
-            blocks4[by[sel], :, bx[sel], :] = cv2.reduceArgMax(blend, 0)[0].astype(canvas.dtype).reshape(-1, 8, 8)
+        if len(sel):  # 3 or more candidates (about a third of the cells): every class, first maximum wins
+            blend = corners[:, :, sel].transpose(0, 2, 1) @ X8_WEIGHTS  # [C, K, 64]
+            best = blend[0].copy()
+            arg = np.zeros(best.shape, canvas.dtype)
+            for k in range(1, c):  # measured faster than cv2.reduceArgMax over [C, K * 64] (AVX2, 2 cores)
+                better = blend[k] > best
+                np.maximum(best, blend[k], out=best)
+                arg[better] = k
+            block[sel] = arg
+        canvas.reshape(h + 1, 8, w + 1, 8)[by, :, bx, :] = block.reshape(-1, 8, 8)
     return canvas[4:4 + 8 * h, 4:4 + 8 * w]  # a view: callers copy it (or scale it up) once
 
 

@@ -34,6 +34,7 @@ def summarise_run(run_dir: str | Path) -> dict:
     last = records[-1]
     return {"run": run.name, "variant": cfg.get("variant"), "recipe": describe_recipe(cfg),
             "holdout": holdout, "epochs_done": last["epoch"], "epochs": cfg.get("epochs"),
+            "epochs_first_planned": ((cfg.get("extra") or {}).get("epochs_changed") or [{}])[0].get("from"),
             "train_min": round(last.get("train_s", 0.0) / 60, 1), **best}
 
 
@@ -58,6 +59,7 @@ def format_table(rows: list[dict]) -> str:
         drives = ", ".join(f"{d} {v * 100:.2f}" for d, v in r["per_drive"].items())
         sel = f"held-out {r['holdout']}" if r["holdout"] else "mixed val"
         val = "" if r["miou_val"] is None else f"{r['miou_val'] * 100:.2f}"
-        lines.append(f"| `{r['run']}` | {r['variant']} | {r['recipe']} | {r['epochs_done']}/{r['epochs']} | {sel} "
+        planned = f" (planned {r['epochs_first_planned']})" if r.get("epochs_first_planned") else ""
+        lines.append(f"| `{r['run']}` | {r['variant']} | {r['recipe']} | {r['epochs_done']}/{r['epochs']}{planned} | {sel} "
                      f"| {r['score'] * 100:.2f} ({r['epoch']}, {r['source']}) | {val} | {drives} | {r['train_min']} |")
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..models.datasets import list_samples, parse_splits, select_samples
 from ..errors import StudioError
-from ..fileio import atomic_output
+from ..fileio import atomic_output, atomic_write_text
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
@@ -320,7 +320,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         torch.set_rng_state(ckpt["torch_rng"])
     else:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    # Rewritten on resume too: a re-planned length (--epochs) and the resuming command are
+    # part of the run's record, and ``train --report`` reads them from here.
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
 
     log_path = out / "log.jsonl"
     pool = ThreadPoolExecutor(cfg.workers) if cfg.workers > 0 else None

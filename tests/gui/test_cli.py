@@ -40,6 +40,7 @@ def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     report = json.loads(lines[0])
     assert report["frames"] == 6 and report["model"] == "camvid-tiny" and report["scale"] == "half"
     assert report["input_size"] == [224, 384] and report["frame_size"] == [432, 768]
+    assert report["input_note"] == ""  # Tiny records no best size: half is what runs
     assert report["source_fps"] > 0 and report["e2e_fps"] > 0 and report["inference_ms_median"] > 0
     assert report["frames_read"] >= report["frames"] and 0 <= report["frames_dropped"] < report["frames_read"]
     assert 0 <= report["ui_stall_max_ms"] < 2000

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from app.window.profiles import board_model, choose_profile, cpu_has_int8_dot
+from app.window.profiles import board_model, choose_profile
+from engine.cpu import has_int8_dot
 
 from .test_cli import run_main
 
@@ -29,7 +30,7 @@ def test_board_and_cpu_detection(tmp_path):
     for features, fast in ((PI4_FEATURES, False), (PI5_FEATURES, True)):
         cpuinfo = tmp_path / "cpuinfo"
         cpuinfo.write_text(f"processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: {features}\n")
-        assert cpu_has_int8_dot(cpuinfo) is fast
+        assert has_int8_dot(cpuinfo) is fast
 
 
 def test_profile_choice():
@@ -55,7 +56,7 @@ def test_profile_pi_benchmark_reports_the_model_and_scale_used(videos, tmp_path,
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     assert report["profile"] == "pi" and report["threads"] == os.cpu_count()
-    assert report["model"] == ("camvid-tiny-int8" if cpu_has_int8_dot() else "camvid-tiny")
+    assert report["model"] == ("camvid-tiny-int8" if has_int8_dot() else "camvid-tiny")
     assert report["scale"] == "half" and report["input_size"] == [352, 640] and report["frame_size"] == [720, 1280]
     # an explicit choice still wins over the profile
     proc = run_main(["--profile", "pi", "--model", "camvid-small", "--scale", "full", "--source", str(videos / HIGHWAY),
