@@ -586,3 +586,15 @@ def test_amp_path_runs_and_cuda_absence_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no CUDA device" in err[0]
         assert not (tmp_path / "gpu").exists()
+
+
+def test_report_names_what_each_run_changed():
+    """The ablation table's recipe column: named recipe, then a fine-tune's start and any class weighting."""
+    from engine.training.report import describe_recipe
+
+    assert describe_recipe({"recipe": "+scale"}) == "+scale"
+    cfg = {"recipe": "strong", "init": "x/topformer-tiny-ade20k.pth", "lr": 2e-4, "head_lr_mult": 10,
+           "freeze_bn": True, "class_weight": "sqrt",
+           "extra": {"init_from": "ade20k TopFormer-tiny (official checkpoint)"}}
+    assert describe_recipe(cfg) == "strong, init ade20k TopFormer-tiny, lr 0.0002, frozen BN, class weight sqrt"
+    assert describe_recipe({**cfg, "class_weight": "none", "head_lr_mult": 50}).endswith("lr 0.0002 (head x50), frozen BN")
