@@ -261,6 +261,25 @@ def test_killed_run_resumes_to_identical_outputs(reference, tmp_path, shipped_mo
     assert again.returncode == 0 and "already complete" in again.stderr
 
 
+@pytest.mark.shared
+def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path, shipped_models_dir, videos):
+    out = tmp_path / "interrupted"
+    args = [sys.executable, str(REPO / "main.py"), "annotate", str(videos / CLIP), "--model", MODEL,
+            "--models-dir", str(shipped_models_dir), "--out", str(out), *SELECT]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "masks").is_dir() and len(list((out / "masks").glob("frame_*.png"))) >= 2:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"interrupted: finished frames are kept; continue with --resume --out {out}" in err
+    assert "Traceback" not in err and not (out / "summary.json").exists()
+    assert len(list((out / "masks").glob("frame_*.png"))) >= 2  # the finished masks are kept
+
+
 # ---------------------------------------------------------------------------------------------
 # bad inputs: exit 2, one line, nothing left behind
 # ---------------------------------------------------------------------------------------------

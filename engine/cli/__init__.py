@@ -9,6 +9,9 @@ import argparse
 import difflib
 import importlib
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from ..errors import StudioError
 from ..fileio import os_reason
@@ -87,3 +90,25 @@ def unknown_command(name: str) -> int:
     hint = f"did you mean {close[0]!r}?" if close else f"commands: {', '.join(COMMANDS)} (main.py --help)"
     print(f"error: unknown command {name!r}; {hint}", file=sys.stderr)
     return 2
+
+
+T = TypeVar("T")
+
+
+def run_resumable(run: Callable[[], T], kept: str, out: Path, cleanup: Callable[[], None], err=None) -> T | None:
+    """Run a resumable job; ``cleanup`` (progress bars, worker pools) runs either way.
+
+    On Ctrl+C it returns None after saying what is kept and how to continue (the
+    command then exits 130): the message comes after the cleanup, so a progress bar
+    does not garble it.
+    """
+    interrupted = False
+    try:
+        return run()
+    except KeyboardInterrupt:
+        interrupted = True
+        return None
+    finally:
+        cleanup()
+        if interrupted:
+            print(f"interrupted: finished {kept} are kept; continue with --resume --out {out}", file=err or sys.stderr)

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..jobs import batch as b
+from . import run_resumable
 
 
 def _executor(args: argparse.Namespace):
@@ -61,19 +62,16 @@ def run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(f"videos {p.videos_done}/{p.videos_total}, failed {p.videos_failed}", refresh=False)
         bar.update(p.frames_done - bar.n)
 
-    try:
-        state = b.run_batch(opts, executor, progress)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        print(f"interrupted: finished videos and frames are kept; continue with --resume --out {out}", file=err)
-        return 130
-    finally:
+    def cleanup() -> None:
         if bar is not None:
             bar.close()
         close = getattr(executor, "close", None)
         if close is not None:
             close()
+
+    state = run_resumable(lambda: b.run_batch(opts, executor, progress), "videos and frames", out, cleanup, err)
+    if state is None:
+        return 130
 
     p = state.progress()
     for entry in state.videos:

@@ -19,7 +19,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 from ..jobs import annotate as ann  # noqa: E402
 from ..jobs.bench import sample_frames, segment_fps  # noqa: E402
 from ..scales import scale_arg  # noqa: E402
-from . import add_models_dir  # noqa: E402
+from . import add_models_dir, run_resumable  # noqa: E402
 
 SAMPLE_FRAMES = 24  # frames of the selection timed through Segmenter.segment for --json
 SAMPLE_SECONDS = 2.0  # at least this long before the job and again after it
@@ -93,16 +93,9 @@ def run(args: argparse.Namespace) -> int:
         if bar is not None and p.done > bar.n:
             bar.update(p.done - bar.n)
 
-    try:
-        result = job.run(progress)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        print(f"interrupted: finished frames are kept; continue with --resume --out {job.out}", file=err)
+    result = run_resumable(lambda: job.run(progress), "frames", job.out, lambda: bar is not None and bar.close(), err)
+    if result is None:
         return 130
-    finally:
-        if bar is not None:
-            bar.close()
 
     if result.already_complete:
         print(f"{job.out} is already complete ({result.frames} frames); nothing to do", file=err)
