@@ -10,6 +10,7 @@ import pytest
 from engine.cli import run_command
 from engine.errors import StudioError
 from engine.models.datasets import list_samples
+from engine.models.registry import Registry
 from engine.training import data as D
 
 REPO = Path(__file__).resolve().parent.parent
@@ -467,7 +468,7 @@ def _holdout_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.torch
 @pytest.mark.shared
-def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, capsys):
+def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, capsys, shipped_models_copy):
     """--holdout-drive: no frame of that drive is trained on, the log has per-drive and
     held-out figures, best.pth is the best held-out score, the recipe is recorded."""
     torch = pytest.importorskip("torch")
@@ -507,6 +508,17 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     assert sel["holdout_drive"] == "0001TP" and sel["best"]["miou_holdout"] == round(best["miou"], 6)
     assert sel["last"]["epoch"] == 2 and sel["last"]["miou_holdout"] == round(log[-1]["miou_holdout"], 6)
     assert sel["recipe"] == "+ohem" and "--holdout-drive 0001TP" in sel["command"]
+    # A model shipped without a held-out run gets this run as its held-out estimate (no export).
+    before = Registry(shipped_models_copy).get("camvid-small")
+    capsys.readouterr()
+    assert run_command(["train", "--holdout-estimate", str(out), "--name", "camvid-small",
+                        "--models-dir", str(shipped_models_copy)]) == 0
+    assert "recorded for camvid-small: held-out 0001TP" in capsys.readouterr().out
+    after = Registry(shipped_models_copy).get("camvid-small")
+    estimate = after.training.pop("holdout_estimate")
+    assert estimate == {**sel, "what": "the recipe of camvid-small run again with drive 0001TP held out (an estimate)"}
+    assert after.training == before.training and after.accuracy == before.accuracy and after.sha256 == before.sha256
+    assert run_command(["train", "--holdout-estimate", str(out), "--models-dir", str(shipped_models_copy)]) == 2
     # Re-planned on resume (--epochs 3): config.json and the report say so.
     assert run_command(["train", "--out", str(out), "--resume", "--epochs", "3", "--data", str(camvid),
                         "--threads", "1", "--no-progress"]) == 0

@@ -107,6 +107,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ship.add_argument("--selection-run", metavar="RUN", default=None,
                       help="the held-out-drive run that chose this recipe and schedule (a refit on every frame has "
                            "no unseen drive left): its held-out figures go into the manifest")
+    ship.add_argument("--holdout-estimate", metavar="RUN", default=None,
+                      help="record RUN (the recipe of installed model --name, run again with --holdout-drive) "
+                           "as that model's held-out-drive estimate in the manifest, no training")
     add_models_dir(parser)
 
 
@@ -118,7 +121,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = []
     for key, value in vars(args).items():
         if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
-                                                       "selection_run",
+                                                       "selection_run", "holdout_estimate",
                                                        "report"):
             continue
         flag = "--" + key.replace("_", "-")
@@ -146,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
         from ..training.report import format_table, summarise_run
         print(format_table([summarise_run(r) for r in args.report]))
         return 0
+    if args.holdout_estimate:
+        return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
@@ -206,4 +211,22 @@ def run(args: argparse.Namespace) -> int:
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
+    return 0
+
+
+def _record_holdout_estimate(run_dir: Path, name: str | None, models_dir) -> int:
+    """A model trained on every drive has no unseen drive left; the same recipe run again with
+    one drive held out estimates how it does on footage it never saw."""
+    if not name:
+        raise StudioError("--holdout-estimate needs --name NAME (the installed model it estimates)")
+    from ..models.registry import Registry
+    from ..training.ship import selection_figures
+
+    figures = selection_figures(run_dir)
+    figures["what"] = f"the recipe of {name} run again with drive {figures['holdout_drive']} held out (an estimate)"
+    Registry(models_dir).update_training(name, holdout_estimate=figures)
+    last, best = figures["last"], figures["best"]
+    ema = "" if last["miou_holdout_ema"] is None else f" (EMA {100 * last['miou_holdout_ema']:.2f})"
+    print(f"recorded for {name}: held-out {figures['holdout_drive']} mIoU {100 * last['miou_holdout']:.2f}{ema} at the "
+          f"last epoch ({last['epoch']}), best {100 * best['miou_holdout']:.2f} at epoch {best['epoch']}, from {run_dir}")
     return 0

@@ -240,21 +240,27 @@ class Registry:
 
     def update_input(self, name: str, **fields) -> None:
         """Set keys of a model's ``input`` (e.g. ``best_long_side``); ``None`` removes one."""
-        models = self._load()
-        for d in models:
-            if d.get("name") == name:
-                entry = dict(d.get("input") or {"multiple": 32, "mode": "native"})
-                entry.update(fields)
-                d["input"] = {k: v for k, v in entry.items() if v is not None}
-                self._write(models)
-                return
-        raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+        self._update_section(name, "input", fields, default={"multiple": 32, "mode": "native"})
+
+    def update_training(self, name: str, **fields) -> None:
+        """Set keys of a model's ``training`` record (e.g. ``holdout_estimate``); ``None`` removes one."""
+        self._update_section(name, "training", fields)
 
     def update_accuracy(self, name: str, accuracy: dict) -> None:
+        self._update(name, lambda d: d.update(accuracy=accuracy))
+
+    def _update_section(self, name: str, section: str, fields: dict, default: dict | None = None) -> None:
+        def apply(d: dict) -> None:
+            merged = {**(d.get(section) or default or {}), **fields}
+            d[section] = {k: v for k, v in merged.items() if v is not None}
+        self._update(name, apply)
+
+    def _update(self, name: str, change) -> None:
+        """Apply ``change`` to the manifest dict of model ``name`` and write the manifest (atomically)."""
         models = self._load()
         for d in models:
             if d.get("name") == name:
-                d["accuracy"] = accuracy
+                change(d)
                 self._write(models)
                 return
         raise ModelNotFound(f"no model named {name!r} in {self.dir}")
