@@ -59,8 +59,10 @@ def selection_figures(run_dir: Path) -> dict:
     cfg = json.loads((run_dir / "config.json").read_text())
     last = json.loads((run_dir / "log.jsonl").read_text().splitlines()[-1])
     pick = lambda r, k: None if r.get(k) is None else round(r[k], 6)  # noqa: E731
+    replans = (cfg.get("extra") or {}).get("epochs_changed")
     return {"run": run_dir.name, "holdout_drive": best["holdout"], "recipe": describe_recipe(cfg),
-            "command": cfg.get("command"), "best": {"epoch": best["epoch"], "weights": best["source"],
+            "command": cfg.get("command"), "epochs": cfg.get("epochs"), **({"epochs_changed": replans} if replans else {}),
+            "best": {"epoch": best["epoch"], "weights": best["source"],
                                                     "miou_holdout": round(best["score"], 6)},
             "last": {"epoch": last["epoch"], "miou_holdout": pick(last, "miou_holdout"),
                      "miou_holdout_ema": pick(last, "miou_holdout_ema")},
