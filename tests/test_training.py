@@ -611,3 +611,7 @@ def test_report_names_what_each_run_changed():
            "extra": {"init_from": "ade20k TopFormer-tiny (official checkpoint)"}}
     assert describe_recipe(cfg) == "strong, init ade20k TopFormer-tiny, lr 0.0002, frozen BN, class weight sqrt"
     assert describe_recipe({**cfg, "class_weight": "none", "head_lr_mult": 50}).endswith("lr 0.0002 (head x50), frozen BN")
+    kd = {"recipe": "baseline", "teacher": "camvid-tiny", "distill_weight": 2.0, "distill_temp": 1.0,
+          "extra": {"unlabelled_frames": 66}}
+    assert describe_recipe(kd) == "baseline, teacher camvid-tiny (x2), 66 unlabelled frames"
+    assert describe_recipe({**kd, "distill_temp": 4.0, "extra": {}}) == "baseline, teacher camvid-tiny (x2, T 4)"

@@ -21,7 +21,8 @@ from ..paths import DEFAULT_CAMVID
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "cat_max_ratio",
                  "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "drop_path", "ema", "freeze_bn")
+                 "label_smoothing", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
+                 "unlabelled", "unlabelled_every")
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -93,6 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "of the same variant (ADE20K: classifier rows mapped to the dataset's classes)")
     recipe.add_argument("--freeze-bn", action="store_true", default=None,
                         help="keep BatchNorm statistics fixed (fine-tuning a pretrained model)")
+    distill = parser.add_argument_group("distillation (engine/training/distill.py)")
+    distill.add_argument("--teacher", default=None, metavar="MODEL",
+                         help="installed model (in --models-dir) whose class probabilities are a second target")
+    distill.add_argument("--distill-weight", type=float, default=None, help="weight of the teacher's loss (default 1.0)")
+    distill.add_argument("--distill-temp", type=float, default=None, help="softmax temperature (default 1.0)")
+    distill.add_argument("--unlabelled", nargs="+", default=None, metavar="PATH",
+                         help="videos or image folders trained on with the teacher's targets only")
+    distill.add_argument("--unlabelled-every", type=int, default=None, help="every N-th video frame (default 4)")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -129,6 +138,8 @@ def _command_line(args: argparse.Namespace) -> str:
             parts.append(flag)
         elif key == "crop":
             parts += [flag, f"{value[0]}x{value[1]}"]
+        elif isinstance(value, list):
+            parts += [flag, *(shlex.quote(str(v)) for v in value)]
         elif key == "scale_range":
             parts += [flag, f"{value[0]},{value[1]}"]
         else:
@@ -175,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
     recipe.update({k: getattr(args, k) for k in RECIPE_FIELDS if getattr(args, k) is not None})
     if "scale_range" in recipe:
         recipe["scale_range"] = tuple(recipe["scale_range"])
+    if "unlabelled" in recipe:
+        recipe["unlabelled"] = tuple(recipe["unlabelled"])
+    if args.teacher:
+        recipe["teacher_models_dir"] = str(args.models_dir) if args.models_dir else None
     train_splits = args.train_splits or ("train,val" if args.holdout_drive else "train")
     cfg = TrainConfig(
         variant=args.variant, data=args.data, out=args.out, epochs=args.epochs, batch=args.batch,

@@ -6,6 +6,8 @@ Modules:
                     (files are found and read by ``engine.models.datasets``)
   ``losses``     -- cross-entropy and OHEM (torch)
   ``ema``        -- exponential moving average of the weights (torch)
+  ``distill``    -- an installed model's probabilities as a second target; unlabelled frames
+  ``pretrained`` -- start from another run's or an official checkpoint's weights
   ``validation`` -- in-loop mIoU per set and per drive (torch)
   ``trainer``    -- the training loop (torch): AdamW + warm-up + poly decay, EMA,
                     held-out-drive selection, resumable checkpoints, JSON-lines log

@@ -57,6 +57,13 @@ class TrainConfig:
     channels_last: bool = True  # ~1.5x faster convolutions on CPU
     init: str | None = None  # start from these weights (a run's best.pth/last.pth, or an official checkpoint)
     freeze_bn: bool = False  # BatchNorm keeps its running statistics (eval mode): fine-tuning a pretrained model
+    teacher: str | None = None  # installed model whose probabilities are a second target (engine.training.distill)
+    teacher_models_dir: str | None = None  # where the teacher is installed (None: the default models folder)
+    distill_weight: float = 1.0  # loss = labelled loss + distill_weight * KL(teacher || student)
+    distill_temp: float = 1.0
+    unlabelled: tuple[str, ...] = ()  # videos / image folders trained on with the teacher's targets only
+    unlabelled_every: int = 4  # every N-th frame of each unlabelled video (neighbours are near copies)
+    unlabelled_height: int = 360  # unlabelled frames are resized to CamVid's height first
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric
@@ -74,7 +81,7 @@ class TrainConfig:
         the newer fields, which then take the defaults that reproduce their behaviour)."""
         known = {k: v for k, v in saved.items() if k in cls.__dataclass_fields__}
         cfg = cls(**{**known, **override})
-        cfg.crop, cfg.scale_range = tuple(cfg.crop), tuple(cfg.scale_range)
+        cfg.crop, cfg.scale_range, cfg.unlabelled = tuple(cfg.crop), tuple(cfg.scale_range), tuple(cfg.unlabelled)
         if cfg.photometric is True or cfg.photometric is False:  # configs before the modes
             cfg.photometric = "basic" if cfg.photometric else "none"
         return cfg

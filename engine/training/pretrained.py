@@ -10,11 +10,14 @@ wall, ...) scored lower (32), so each target class takes exactly one.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from ..errors import StudioError
 from ..models.checkpoint import detect_variant, read_state_dict
 from ..models.datasets import dataset_info
+from .config import TrainConfig
 
 SEG_WEIGHT, SEG_BIAS = "decode_head.conv_seg.weight", "decode_head.conv_seg.bias"
 
@@ -68,3 +71,29 @@ def official_init(path, variant: str, target: str = "camvid") -> tuple[dict, str
     state = dict(state)
     state[SEG_WEIGHT], state[SEG_BIAS] = mapped_classifier(state[SEG_WEIGHT], state[SEG_BIAS], source, target)
     return state, f"{source} TopFormer-{found} ({path}); classifier rows mapped {source} -> {target}"
+
+
+def init_weights(path: Path, cfg: TrainConfig) -> dict:
+    """Model weights to start from: a run's checkpoint (best.pth: its weights; last.pth: EMA if
+    any) or an official mmseg checkpoint (``{"meta", "state_dict"}``, e.g. ADE20K), whose
+    classifier is mapped to this dataset's classes (``official_init``); an official file
+    records how in ``cfg.extra['init_from']``."""
+    if not path.is_file():
+        raise StudioError(f"--init: no checkpoint {path}")
+    try:  # tensors only: an official (downloaded) file must never run code when read
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - this project's run checkpoints also hold RNG states and configs
+        ckpt = None
+    if isinstance(ckpt, dict) and "meta" in ckpt and "state_dict" in ckpt:
+        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid")
+        cfg.extra["init_from"] = how
+        return state
+    if ckpt is None:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" in ckpt:
+        return ckpt["state_dict"]
+    if ckpt.get("ema"):
+        return ckpt["ema"]["state"]
+    if "model" in ckpt:
+        return ckpt["model"]
+    raise StudioError(f"--init: {path} is not a training checkpoint of this project")

@@ -104,6 +104,10 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
     }
+    if cfg.get("teacher"):  # distillation settings (engine/training/distill.py)
+        training["recipe"].update({k: cfg.get(k) for k in ("teacher", "distill_weight", "distill_temp", "unlabelled",
+                                                           "unlabelled_every")})
+        training.update(teacher=extra.get("teacher"), unlabelled_frames=extra.get("unlabelled_frames"))
     if selection_run:
         training["selection"] = selection_figures(Path(selection_run))
     registry = Registry(models_dir)
@@ -112,6 +116,8 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
     if cfg.get("holdout_drive"):
         trained_on += f" without drive {cfg['holdout_drive']}"
     start = f"fine-tuned from {extra['init_from']}" if extra.get("init_from") else "trained from scratch"
+    if extra.get("teacher"):
+        start += f", distilled from {extra['teacher']['name']}"
     notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:

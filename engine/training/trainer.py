@@ -38,8 +38,9 @@ from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
 from .ema import EMA
-from .pretrained import dataset_with_classes, official_init
+from .pretrained import init_weights
 from .losses import build_criterion
+from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
 from .validation import ValFrames, confusion_torch, validate
 
 __all__ = ["EMA", "StepInfo", "TrainConfig", "confusion_torch", "lr_factor", "param_groups", "train"]
@@ -156,31 +157,6 @@ def atomic_save(obj: dict, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _init_weights(path: Path, cfg: TrainConfig) -> dict:
-    """Model weights to start from: a run's checkpoint (best.pth: its weights; last.pth: EMA if
-    any) or an official mmseg checkpoint (``{"meta", "state_dict"}``, e.g. ADE20K), whose
-    classifier is mapped to this dataset's classes (engine.training.pretrained)."""
-    if not path.is_file():
-        raise StudioError(f"--init: no checkpoint {path}")
-    try:  # tensors only: an official (downloaded) file must never run code when read
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - this project's run checkpoints also hold RNG states and configs
-        ckpt = None
-    if isinstance(ckpt, dict) and "meta" in ckpt and "state_dict" in ckpt:
-        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid")
-        cfg.extra["init_from"] = how
-        return state
-    if ckpt is None:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" in ckpt:
-        return ckpt["state_dict"]
-    if ckpt.get("ema"):
-        return ckpt["ema"]["state"]
-    if "model" in ckpt:
-        return ckpt["model"]
-    raise StudioError(f"--init: {path} is not a training checkpoint of this project")
-
-
 def set_train_mode(model: nn.Module, freeze_bn: bool) -> None:
     """Training mode; with ``freeze_bn`` every BatchNorm normalises with its running statistics.
 
@@ -281,6 +257,12 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     if not resume:
         cfg.extra = {**cfg.extra, "train_frames": train_frames}
     images, labels = D.load_samples(train_samples)
+    unlabelled = add_unlabelled(cfg, images, labels)
+    if unlabelled and not resume:
+        cfg.extra = {**cfg.extra, "unlabelled_frames": unlabelled}
+    teacher = make_teacher(cfg)
+    if teacher is not None and not resume:
+        cfg.extra = {**cfg.extra, "teacher": teacher.record}
     val_images, val_labels = D.load_samples(val_samples)
     val_names = {s.name for s in list_samples(cfg.data, cfg.val_split)}
     frames = ValFrames([s.name for s in val_samples], [s.drive for s in val_samples], val_images, val_labels,
@@ -296,7 +278,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
     if cfg.init and not resume:
-        model.load_state_dict(_init_weights(Path(cfg.init), cfg), strict=True)
+        model.load_state_dict(init_weights(Path(cfg.init), cfg), strict=True)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     groups = param_groups(model, cfg)
@@ -343,9 +325,12 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                logits = model(x)
-                logits = F.interpolate(logits, size=y.shape[1:], mode="bilinear", align_corners=False)
-                loss = criterion(logits, y)
+                low = model(x)
+                logits = F.interpolate(low, size=y.shape[1:], mode="bilinear", align_corners=False)
+                loss = supervised_loss(criterion, logits, y, cfg.ignore_index)
+                if teacher is not None:
+                    soft = teacher.logits([c[0] for c in crops]).to(device)
+                    loss = loss + cfg.distill_weight * distill_loss(low, soft, cfg.distill_temp)
             if not torch.isfinite(loss):
                 raise StudioError(f"loss became {loss.item()} at iteration {it}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
