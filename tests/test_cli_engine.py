@@ -209,3 +209,28 @@ def test_download_rejects_a_web_page(tmp_path, checkpoint_server):
     assert "web page" in one_line_error(proc)
     assert not models.exists() or not any(models.iterdir())
     assert not any((tmp_path / "c").iterdir())
+
+
+def test_models_list_says_how_each_model_does_on_a_drive_it_never_saw(shipped_models_dir):
+    """Val flatters (it shares a drive with training): the list and the app also give the
+    unseen-drive figure, measured on the model itself or estimated by a held-out run of its recipe."""
+    from dataclasses import asdict
+
+    from engine.models.registry import ModelEntry
+
+    registry = Registry(shipped_models_dir)
+    tiny, small, base = (registry.get(f"camvid-{v}") for v in ("tiny", "small", "base"))
+    assert tiny.unseen_drive_miou == (tiny.training["selection"]["last"]["miou_holdout"], "0006R0", True)
+    assert small.unseen_drive_miou == (small.training["holdout_estimate"]["last"]["miou_holdout"], "0006R0", True)
+    assert base.unseen_drive_miou[1:] == ("0006R0", True)
+    assert registry.get("camvid-tiny-int8").unseen_drive_miou is None and registry.get("camvid-tiny-int8").unseen_text() == ""
+    # A model trained with a drive held out has its own measured figure, which wins.
+    measured = ModelEntry.from_dict({**asdict(small), "accuracy": {**small.accuracy, "holdout": {"drive": "0001TP", "miou": 0.4}}})
+    assert measured.unseen_drive_miou == (0.4, "0001TP", False)
+    assert measured.unseen_text() == "unseen drive 0001TP mIoU 40.0"
+    assert tiny.unseen_text() == f"unseen drive 0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (estimate)"
+    listing = cli("models", "list", "--models-dir", str(shipped_models_dir))
+    assert listing.returncode == 0
+    rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
+    assert rows["camvid-tiny"].endswith(f"0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (est.)")
+    assert "0006R0" not in rows["camvid-tiny-int8"]

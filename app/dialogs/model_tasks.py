@@ -51,6 +51,8 @@ def accuracy_text(entry: ModelEntry) -> str:
         text += f", pixel accuracy {100 * acc['pixel_acc']:.1f} %"
     if acc.get("images"):
         text += f" ({acc['images']} images)"
+    if entry.unseen_text():  # val shares a drive with training: say what footage never seen gets
+        text += f"; {entry.unseen_text()}"
     return text
 
 

@@ -26,6 +26,8 @@ def entry_tooltip(entry: ModelEntry) -> str:
         acc = entry.accuracy
         parts = [f"{k} {100 * acc[k]:.1f}%" for k in ("miou", "pixel_acc") if isinstance(acc.get(k), float)]
         lines.append(f"accuracy ({acc.get('split', '?')}): " + (", ".join(parts) or "not measured"))
+        if entry.unseen_text():
+            lines.append(f"on footage it never saw: {entry.unseen_text()}")
     else:
         lines.append("accuracy: not measured")
     if entry.notes:

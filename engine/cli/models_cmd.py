@@ -111,14 +111,16 @@ def _list(args: argparse.Namespace) -> int:
     if not entries:
         print(f"no models installed in {registry.dir}")
         return 0
-    print(f"{'name':<24} {'variant':<16} {'dataset':<11} {'classes':>7} {'accuracy':<24} size")
+    print(f"{'name':<24} {'variant':<16} {'dataset':<11} {'classes':>7} {'accuracy':<24} {'size':<9} unseen drive")
     for e in entries:
         path = registry.onnx_path(e)
         size = f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "MISSING"
         acc = ""
         if e.accuracy and "miou" in e.accuracy:
             acc = f"{e.accuracy.get('split', '?')} mIoU {100 * e.accuracy['miou']:.1f}"
-        print(f"{e.name:<24} {e.variant:<16} {e.dataset:<11} {e.num_classes:>7} {acc:<24} {size}")
+        unseen = e.unseen_drive_miou  # val flatters; this predicts footage the model never saw
+        seen = "" if unseen is None else f"{unseen[1]} mIoU {100 * unseen[0]:.1f}" + (" (est.)" if unseen[2] else "")
+        print(f"{e.name:<24} {e.variant:<16} {e.dataset:<11} {e.num_classes:>7} {acc:<24} {size:<9} {seen}".rstrip())
     return 0
 
 

@@ -110,6 +110,33 @@ class ModelEntry:
         value = self.input.get("best_long_side")
         return int(value) if value else None
 
+    @property
+    def unseen_drive_miou(self) -> tuple[float, str, bool] | None:
+        """(mIoU, drive, is_estimate) on a CamVid drive the model never trained on, if known.
+
+        Val shares a drive with training and flatters models; footage users bring is unseen.
+        Measured on this very model when it trained with a drive held out
+        (``accuracy.holdout``); otherwise the held-out run of its recipe, at its last epoch
+        (``training.selection`` of a refit, ``training.holdout_estimate``): an estimate."""
+        held = (self.accuracy or {}).get("holdout") or {}
+        if isinstance(held.get("miou"), (int, float)):
+            return float(held["miou"]), str(held.get("drive", "?")), False
+        training = self.training or {}
+        for key in ("selection", "holdout_estimate"):
+            record = training.get(key) or {}
+            value = (record.get("last") or {}).get("miou_holdout")
+            if isinstance(value, (int, float)):
+                return float(value), str(record.get("holdout_drive", "?")), True
+        return None
+
+    def unseen_text(self) -> str:
+        """e.g. ``unseen drive 0006R0 mIoU 45.5 (estimate)``; "" when not known."""
+        unseen = self.unseen_drive_miou
+        if unseen is None:
+            return ""
+        miou, drive, estimate = unseen
+        return f"unseen drive {drive} mIoU {100 * miou:.1f}" + (" (estimate)" if estimate else "")
+
     def describe(self) -> str:
         """One line for lists and pickers: name, variant, dataset, accuracy."""
         acc = ""

@@ -92,3 +92,16 @@ def test_settings_store_types(isolated_settings):
     assert (again.scale, again.theme, again.opacity, again.loop, again.model, again.last_source) == (
         "half", "light", 0.25, False, "m", "0")
     assert str(isolated_settings) in again.qsettings.fileName()
+
+
+def test_accuracy_texts_add_the_unseen_drive_figure():
+    """The manage dialog and the picker's tooltip give the held-out-drive figure next to val's."""
+    from app.dialogs.model_tasks import accuracy_text
+    from app.panels.model_panel import entry_tooltip
+
+    plain = entry("m", "tiny", "camvid", accuracy={"split": "val", "miou": 0.6, "images": 101})
+    assert accuracy_text(plain) == "val mIoU 60.0 % (101 images)"
+    plain.training = {"holdout_estimate": {"holdout_drive": "0006R0", "last": {"miou_holdout": 0.36}}}
+    assert accuracy_text(plain) == "val mIoU 60.0 % (101 images); unseen drive 0006R0 mIoU 36.0 (estimate)"
+    assert "on footage it never saw: unseen drive 0006R0 mIoU 36.0 (estimate)" in entry_tooltip(plain).splitlines()
+

@@ -45,8 +45,10 @@ def test_installed_models_show_full_accuracy_and_speed_measured_here(qtbot, ship
     assert [dialog.table.item(r, 0).text() for r in range(dialog.table.rowCount())] == ["camvid-tiny"]
     row = [dialog.table.item(0, c).text() for c in range(dialog.table.columnCount())]
     assert row[1] == "camvid" and row[2] == "11"
-    acc = Registry(shipped_copy).get("camvid-tiny").accuracy
-    expected = f"val mIoU {acc['miou'] * 100:.1f} %, pixel accuracy {acc['pixel_acc'] * 100:.1f} % (101 images)"
+    tiny = Registry(shipped_copy).get("camvid-tiny")
+    acc = tiny.accuracy
+    expected = (f"val mIoU {acc['miou'] * 100:.1f} %, pixel accuracy {acc['pixel_acc'] * 100:.1f} % (101 images); "
+                f"unseen drive 0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (estimate)")
     assert row[3] == expected and len(expected) > 45  # the full text, not clipped
     assert row[4].endswith(" MB")
     qtbot.waitUntil(lambda: "ms/frame" in dialog.speed_cell("camvid-tiny"), timeout=60000)
