@@ -20,7 +20,7 @@ from engine.io.sources import open_source
 from .compare_worker import CompareSet, CompareWorker, PaneFrame
 from ..panels.error_banner import BannerStack
 from .swipe_view import PaneView, SwipeView
-from .tradeoff_chart import TradeoffChart
+from .tradeoff_chart import TradeoffChart, accuracy_axis
 
 MIN_PANES = 2
 
@@ -222,14 +222,15 @@ class CompareWindow(QMainWindow):
         self.last_set = compare_set
         self.sets_shown += 1
         rows = []
-        for view, pane in zip(self.pane_views, compare_set.panes):
+        title, mious = accuracy_axis(compare_set.panes)
+        self.chart.set_y_title(title)
+        for view, pane, miou in zip(self.pane_views, compare_set.panes, mious):
             if pane.error and not view.error:
                 view.set_error(pane.error)
             if pane.image is not None:
                 view.set_content(pane.image, pane_lines(pane), pane.frame_index)
                 same = pane.accuracy_scale == pane.spec.scale
-                self.chart.set_point(pane.spec.label, pane.spec.model, pane.ms_median,
-                                     None if pane.accuracy_miou is None else 100.0 * pane.accuracy_miou, same)
+                self.chart.set_point(pane.spec.label, pane.spec.model, pane.ms_median, miou, same)
             rows.append(pane)
         self._update_swipe(compare_set)
         self.table.setText(self._table_html(rows))

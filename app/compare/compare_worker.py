@@ -45,6 +45,7 @@ class PaneFrame:
     error: str = ""
     accuracy_miou: float | None = None  # manifest, 0..1
     accuracy_scale: str = ""  # scale the manifest's accuracy was measured at
+    unseen: tuple[float, str, bool] | None = None  # mIoU 0..1, drive, estimate: on a drive never trained on
     is_reference: bool = False
     comparable: bool = True  # same classes as the reference (else agreement means nothing)
 
@@ -186,6 +187,7 @@ class CompareWorker(QObject):
                 skipped=self._skipped[i], error=pane.error,
                 accuracy_miou=float(acc["miou"]) if acc and "miou" in acc else None,
                 accuracy_scale=str(acc.get("scale", "full")) if acc else "", is_reference=pane is ref,
+                unseen=pane.entry.unseen_drive_miou if pane.entry is not None else None,
                 comparable=self.panes.comparable(pane)))
         done = CompareSet(frame_index=frame.index, panes=frames, source=info, set_ms=set_ms,
                           sets_fps=self._rate.rate(), frame_hw=frame.image.shape[:2])

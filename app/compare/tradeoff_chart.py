@@ -3,7 +3,9 @@
 Like the paper's figure, but the latency axis is measured now on this machine: one point per
 (model, scale), x = median inference ms, y = the model's mIoU from the manifest. A filled
 point's accuracy was measured at that scale; a hollow one's at another scale (the manifest
-measures at ``full``), so its height is only the model's full-scale accuracy.
+measures at ``full``), so its height is only the model's full-scale accuracy. The mIoU is the
+one on a CamVid drive the models never trained on when every model shown has it (val shares
+a drive with training and ranks the models the other way round), else val's.
 """
 from __future__ import annotations
 
@@ -27,6 +29,22 @@ class ChartPoint:
     same_scale: bool  # the accuracy was measured at this point's scale
 
 
+VAL_TITLE = "val mIoU % (manifest)"
+
+
+def accuracy_axis(panes) -> tuple[str, list[float | None]]:
+    """(y-axis title, mIoU % per pane) for panes with ``accuracy_miou`` and ``unseen``.
+
+    The unseen-drive figure when every pane's model has one on the same drive, so the points
+    stay comparable; otherwise the manifest's val figure for all."""
+    unseen = [p.unseen for p in panes]
+    drives = {u[1] for u in unseen if u is not None}
+    if unseen and None not in unseen and len(drives) == 1:
+        estimate = " (est.)" if any(u[2] for u in unseen) else ""
+        return f"mIoU % on unseen drive {drives.pop()}{estimate}", [100.0 * u[0] for u in unseen]
+    return VAL_TITLE, [None if p.accuracy_miou is None else 100.0 * p.accuracy_miou for p in panes]
+
+
 def nice_step(span: float, ticks: int = 5) -> float:
     """A round tick step (1, 2 or 5 times a power of ten) giving about ``ticks`` ticks over ``span``."""
     if span <= 0:
@@ -46,6 +64,12 @@ class TradeoffChart(QWidget):
         self.setMinimumSize(260, 200)
         self._points: dict[str, ChartPoint] = {}
         self._model_colors: dict[str, QColor] = {}
+        self.y_title = VAL_TITLE
+
+    def set_y_title(self, title: str) -> None:
+        if title != self.y_title:
+            self.y_title = title
+            self.update()
 
     @property
     def points(self) -> list[ChartPoint]:
@@ -116,7 +140,7 @@ class TradeoffChart(QWidget):
         painter.translate(10, plot.center().y())
         painter.rotate(-90)
         painter.drawText(QRectF(-plot.height() / 2, -metrics.height() / 2 - 2, plot.height(), metrics.height()),
-                         int(Qt.AlignmentFlag.AlignHCenter), "val mIoU % (manifest)")
+                         int(Qt.AlignmentFlag.AlignHCenter), self.y_title)
         painter.restore()
         painter.setPen(QPen(QColor(140, 140, 150), 1))
         painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -105,3 +105,17 @@ def test_accuracy_texts_add_the_unseen_drive_figure():
     assert accuracy_text(plain) == "val mIoU 60.0 % (101 images); unseen drive 0006R0 mIoU 36.0 (estimate)"
     assert "on footage it never saw: unseen drive 0006R0 mIoU 36.0 (estimate)" in entry_tooltip(plain).splitlines()
 
+
+def test_compare_chart_uses_the_unseen_drive_figure_only_when_every_model_has_it():
+    from types import SimpleNamespace as P
+
+    from app.compare.tradeoff_chart import VAL_TITLE, accuracy_axis
+
+    both = [P(accuracy_miou=0.60, unseen=(0.45, "0006R0", True)), P(accuracy_miou=0.64, unseen=(0.36, "0006R0", False))]
+    assert accuracy_axis(both) == ("mIoU % on unseen drive 0006R0 (est.)", [45.0, 36.0])
+    one_missing = [both[0], P(accuracy_miou=0.64, unseen=None)]
+    assert accuracy_axis(one_missing) == (VAL_TITLE, [60.0, 64.0])
+    other_drive = [both[0], P(accuracy_miou=None, unseen=(0.5, "0001TP", False))]
+    assert accuracy_axis(other_drive) == (VAL_TITLE, [60.0, None])
+    assert accuracy_axis([P(accuracy_miou=0.5, unseen=(0.4, "0006R0", False))]) == ("mIoU % on unseen drive 0006R0", [40.0])
+
