@@ -221,9 +221,13 @@ def test_models_list_says_how_each_model_does_on_a_drive_it_never_saw(shipped_mo
     registry = Registry(shipped_models_dir)
     tiny, small, base = (registry.get(f"camvid-{v}") for v in ("tiny", "small", "base"))
     assert tiny.unseen_drive_miou == (tiny.training["selection"]["last"]["miou_holdout"], "0006R0", True)
-    assert small.unseen_drive_miou == (small.training["holdout_estimate"]["last"]["miou_holdout"], "0006R0", True)
-    assert base.unseen_drive_miou[1:] == ("0006R0", True)
-    assert registry.get("camvid-tiny-int8").unseen_drive_miou is None and registry.get("camvid-tiny-int8").unseen_text() == ""
+    for grown in (small, base):  # refits of held-out runs, grown from the ADE20K Tiny
+        assert grown.unseen_drive_miou == (grown.training["selection"]["last"]["miou_holdout"], "0006R0", True)
+        assert grown.unseen_drive_miou[0] > 0.42  # the from-scratch Small and Base scored about 0.36
+    # An INT8 copy carries its FP32 source's figure.
+    for fp32 in (tiny, small, base):
+        int8 = registry.get(f"{fp32.name}-int8")
+        assert int8.unseen_drive_miou == (round(fp32.unseen_drive_miou[0], 6), "0006R0", True)
     # A model trained with a drive held out has its own measured figure, which wins.
     measured = ModelEntry.from_dict({**asdict(small), "accuracy": {**small.accuracy, "holdout": {"drive": "0001TP", "miou": 0.4}}})
     assert measured.unseen_drive_miou == (0.4, "0001TP", False)
@@ -233,4 +237,4 @@ def test_models_list_says_how_each_model_does_on_a_drive_it_never_saw(shipped_mo
     assert listing.returncode == 0
     rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
     assert rows["camvid-tiny"].endswith(f"0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (est.)")
-    assert "0006R0" not in rows["camvid-tiny-int8"]
+    assert rows["camvid-tiny-int8"].endswith(f"0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (est.)")

@@ -153,6 +153,11 @@ def test_quantize_command_installs_a_measured_copy(tmp_path, shared_dir):
     assert new.training["quantized_from"] == {**new.training["quantized_from"], "model": "camvid-tiny",
                                               "size": "160x128", "calibration": {"method": "MinMax", "split": "train", "frames": 5}}
     assert "--size 160x128 --frames 5" in new.made_by
+    # The copy carries its FP32 source's unseen-drive figure (an estimate) for the list and the compare chart.
+    source_unseen = Registry(models).get("camvid-tiny").unseen_drive_miou
+    assert new.training["quantized_from"]["unseen_drive"] == {
+        "miou": round(source_unseen[0], 6), "drive": source_unseen[1], "of": "camvid-tiny", "estimate": True}
+    assert new.unseen_drive_miou == (round(source_unseen[0], 6), source_unseen[1], True)
     assert json.loads(before)["models"][0] == json.loads((models / "manifest.json").read_text())["models"][0]
 
     for args, word in [(["nope"], "nope"), (["camvid-tiny", "--size", "100x100"], "100x100"),

@@ -5,7 +5,7 @@ Like the paper's figure, but the latency axis is measured now on this machine: o
 point's accuracy was measured at that scale; a hollow one's at another scale (the manifest
 measures at ``full``), so its height is only the model's full-scale accuracy. The mIoU is the
 one on a CamVid drive the models never trained on when every model shown has it (val shares
-a drive with training and ranks the models the other way round), else val's.
+a drive with training and flatters: it once ranked scratch models 10 points too high), else val's.
 """
 from __future__ import annotations
 

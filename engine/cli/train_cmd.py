@@ -91,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--init", default=None,
                         help="start from a run's checkpoint (e.g. runs/x/best.pth) or an official mmseg checkpoint "
-                             "of the same variant (ADE20K: classifier rows mapped to the dataset's classes)")
+                             "of the same variant (ADE20K: classifier rows mapped to the dataset's classes); a Tiny is grown "
+                             "into a Small or Base that computes the same function (engine/training/grow.py)")
     recipe.add_argument("--freeze-bn", action="store_true", default=None,
                         help="keep BatchNorm statistics fixed (fine-tuning a pretrained model)")
     distill = parser.add_argument_group("distillation (engine/training/distill.py)")

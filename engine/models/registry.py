@@ -117,11 +117,16 @@ class ModelEntry:
         Val shares a drive with training and flatters models; footage users bring is unseen.
         Measured on this very model when it trained with a drive held out
         (``accuracy.holdout``); otherwise the held-out run of its recipe, at its last epoch
-        (``training.selection`` of a refit, ``training.holdout_estimate``): an estimate."""
+        (``training.selection`` of a refit, ``training.holdout_estimate``): an estimate. An INT8
+        copy carries its FP32 source's figure (``training.quantized_from.unseen_drive``), also an
+        estimate."""
         held = (self.accuracy or {}).get("holdout") or {}
         if isinstance(held.get("miou"), (int, float)):
             return float(held["miou"]), str(held.get("drive", "?")), False
         training = self.training or {}
+        source = (training.get("quantized_from") or {}).get("unseen_drive") or {}
+        if isinstance(source.get("miou"), (int, float)):
+            return float(source["miou"]), str(source.get("drive", "?")), True
         for key in ("selection", "holdout_estimate"):
             record = training.get(key) or {}
             value = (record.get("last") or {}).get("miou_holdout")
@@ -279,7 +284,7 @@ class Registry:
     def _update_section(self, name: str, section: str, fields: dict, default: dict | None = None) -> None:
         def apply(d: dict) -> None:
             merged = {**(d.get(section) or default or {}), **fields}
-            d[section] = {k: v for k, v in merged.items() if v is not None}
+            d[section] = {k: v for k, v in merged.items() if not (k in fields and v is None)}  # others kept as they are
         self._update(name, apply)
 
     def _update(self, name: str, change) -> None:

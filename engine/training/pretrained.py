@@ -6,7 +6,8 @@ classifier is copied; each target class's classifier row is the row of the sourc
 corresponds to (``CLASS_MAP``), so training starts from a model that already segments
 streets roughly (ADE20K Tiny zero-shot on CamVid drive 0006R0: about 34 mIoU) instead of
 from a random classifier. Averaging the rows of several source classes (building + house +
-wall, ...) scored lower (32), so each target class takes exactly one.
+wall, ...) scored lower (32), so each target class takes exactly one. A Tiny checkpoint
+given to a Small or Base run is first grown into that variant (``grow.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ..errors import StudioError
 from ..models.checkpoint import detect_variant, read_state_dict
 from ..models.datasets import dataset_info
 from .config import TrainConfig
+from .grow import GROWABLE, grow_state
 
 SEG_WEIGHT, SEG_BIAS = "decode_head.conv_seg.weight", "decode_head.conv_seg.bias"
 
@@ -60,17 +62,27 @@ def official_init(path, variant: str, target: str = "camvid") -> tuple[dict, str
     """
     state = read_state_dict(path)
     found, num_classes = detect_variant(state)
-    if found != variant:
-        raise StudioError(f"--init: {path} is a TopFormer-{found}, not {variant}")
     target_classes = dataset_info(target).num_classes
     if num_classes == target_classes:
-        return state, f"all weights of {path}"
-    source = dataset_with_classes(num_classes)
-    if source is None:
-        raise StudioError(f"--init: {path} predicts {num_classes} classes, a dataset this project does not know")
-    state = dict(state)
-    state[SEG_WEIGHT], state[SEG_BIAS] = mapped_classifier(state[SEG_WEIGHT], state[SEG_BIAS], source, target)
-    return state, f"{source} TopFormer-{found} ({path}); classifier rows mapped {source} -> {target}"
+        state, how = state, f"all weights of {path}"
+    else:
+        source = dataset_with_classes(num_classes)
+        if source is None:
+            raise StudioError(f"--init: {path} predicts {num_classes} classes, a dataset this project does not know")
+        state = dict(state)
+        state[SEG_WEIGHT], state[SEG_BIAS] = mapped_classifier(state[SEG_WEIGHT], state[SEG_BIAS], source, target)
+        how = f"{source} TopFormer-{found} ({path}); classifier rows mapped {source} -> {target}"
+    return matched_variant(state, found, variant, target_classes, path, how)
+
+
+def matched_variant(state: dict, found: str, variant: str, num_classes: int, path, how: str) -> tuple[dict, str]:
+    """``state`` as a ``variant`` model: as is, or grown from a Tiny (``grow.grow_state``)."""
+    if found == variant:
+        return state, how
+    if (found, variant) not in GROWABLE:
+        raise StudioError(f"--init: {path} is a TopFormer-{found}, not {variant}, and cannot be grown into one")
+    grown = grow_state(state, found, variant, num_classes)
+    return grown, f"{how}; grown {found} -> {variant} (function-preserving widening)"
 
 
 def init_weights(path: Path, cfg: TrainConfig) -> dict:
@@ -91,9 +103,17 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     if ckpt is None:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     if "state_dict" in ckpt:
-        return ckpt["state_dict"]
-    if ckpt.get("ema"):
-        return ckpt["ema"]["state"]
-    if "model" in ckpt:
-        return ckpt["model"]
-    raise StudioError(f"--init: {path} is not a training checkpoint of this project")
+        state = ckpt["state_dict"]
+    elif ckpt.get("ema"):
+        state = ckpt["ema"]["state"]
+    elif "model" in ckpt:
+        state = ckpt["model"]
+    else:
+        raise StudioError(f"--init: {path} is not a training checkpoint of this project")
+    found, num_classes = detect_variant(state)
+    if num_classes != cfg.num_classes:
+        raise StudioError(f"--init: {path} predicts {num_classes} classes, this run {cfg.num_classes}")
+    state, how = matched_variant(state, found, cfg.variant, num_classes, path, f"the weights of {path}")
+    if found != cfg.variant:
+        cfg.extra["init_from"] = how
+    return state

@@ -54,8 +54,13 @@ def test_play_clip_paints_frames_and_updates_stats(qtbot, make_window, random_mo
     assert window.last_result.class_names[class_id] in window.hover_label.text()
 
 
-def test_switch_variants_and_resolution_while_playing(qtbot, make_window, shipped_models_dir, indoor_clip):
-    window = make_window(shipped_models_dir, source=str(indoor_clip), model="camvid-tiny")
+def test_switch_variants_and_resolution_while_playing(qtbot, make_window, shipped_models_copy, indoor_clip):
+    from engine.models.registry import Registry
+
+    # The shipped Small and Base stop at long side 960, above this clip's 768: cap the Small
+    # lower here so the capped path is exercised too.
+    Registry(shipped_models_copy).update_input("camvid-small", best_long_side=720)
+    window = make_window(shipped_models_copy, source=str(indoor_clip), model="camvid-tiny")
     wait_result(qtbot, window, lambda r: r.model == "camvid-tiny" and r.labels is not None)
     seen = []
     window.frame_shown.connect(seen.append)
@@ -66,7 +71,7 @@ def test_switch_variants_and_resolution_while_playing(qtbot, make_window, shippe
         result = wait_result(qtbot, window, lambda r, n=name: r.model == n and r.stats.inference_ms > 0
                              and r.stats.model == n)
         assert result.labels.shape == INDOOR_HW
-        # full = the frame's size, unless the manifest caps it at the model's best size (Small: 720)
+        # full = the frame's size, unless the manifest caps it at the model's best size (Small: 720 here)
         expected = {"small": ((416, 704), "long side 720"), "base": ((448, 768), "")}[variant]
         assert (result.stats.input_size, result.stats.input_note[-13:] if result.stats.input_note else "") == expected
         assert window.model_panel.variant_buttons[variant].isChecked()
