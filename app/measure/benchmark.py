@@ -115,6 +115,8 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_gap_max_ms": round(self.meter.worst_gap_ms, 1),
             "ui_tick_gap_p99_ms": round(self.meter.percentile_gap_ms(99), 1),
             "ui_tick_interval_ms": self.meter.interval_ms,
+            "gc_pause_max_ms": round(self.meter.worst_gc_pause_ms, 1),  # the collector stops every thread
+            "gc_collections": len(self.meter.gc_pauses_ms),
             "health": health_sample(self._shown, elapsed),
             "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
             **self.extra,

@@ -2,9 +2,12 @@
 
 A tick that arrives late means the event loop was busy (painting, a slot, the GIL held by a
 worker). The worst gap minus the interval is the worst stall the user could have felt.
+Python's cyclic garbage collector stops every thread while it runs, so its pauses are timed
+too (``gc.callbacks``): a stall that matches one is the collector's, not the app's code.
 """
 from __future__ import annotations
 
+import gc
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -20,14 +23,33 @@ class StallMeter(QObject):
         self._timer.timeout.connect(self._tick)
         self._last = 0.0
         self.gaps_ms: list[float] = []
+        self.gc_pauses_ms: list[float] = []
+        self._gc_started = 0.0
 
     def start(self) -> None:
         self.gaps_ms.clear()
+        self.gc_pauses_ms.clear()
         self._last = time.perf_counter()
         self._timer.start()
+        if self._on_gc not in gc.callbacks:
+            gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
         self._timer.stop()
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._gc_started = now
+        elif self._gc_started:
+            self.gc_pauses_ms.append((now - self._gc_started) * 1000.0)
+            self._gc_started = 0.0
+
+    @property
+    def worst_gc_pause_ms(self) -> float:
+        return max(self.gc_pauses_ms, default=0.0)
 
     @property
     def running(self) -> bool:

@@ -45,6 +45,7 @@ def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     assert report["frames_read"] >= report["frames"] and 0 <= report["frames_dropped"] < report["frames_read"]
     assert 0 <= report["ui_stall_max_ms"] < 2000
     assert report["ui_tick_gap_max_ms"] >= report["ui_tick_interval_ms"]
+    assert report["gc_collections"] >= 0 and 0 <= report["gc_pause_max_ms"] < 2000
     assert report["notices"] == []  # random models record no validation confidence: no scene-fit hint
 
 

@@ -58,3 +58,25 @@ def test_window_remembers_the_annotate_folder(qtbot, make_window, tmp_path):
     window.open_annotate_dialog()
     assert window.annotate_dialog.out_root == chosen
     window.annotate_dialog.close()
+
+
+def test_stall_meter_times_garbage_collections_while_it_runs(qtbot):
+    """The collector stops every thread: its pauses go into the benchmark report, and the
+    meter stops listening when stopped."""
+    import gc
+
+    from app.measure.stall_meter import StallMeter
+
+    meter = StallMeter()
+    meter.start()
+    for _ in range(2000):  # cyclic garbage for the collector to find
+        a: list = []
+        a.append(a)
+    gc.collect()
+    qtbot.wait(30)
+    meter.stop()
+    assert meter.gc_pauses_ms and meter.worst_gc_pause_ms > 0
+    assert meter.gaps_ms and meter.worst_gap_ms >= meter.gc_pauses_ms[-1]  # the UI timer waited for it too
+    count = len(meter.gc_pauses_ms)
+    gc.collect()
+    assert len(meter.gc_pauses_ms) == count and meter._on_gc not in gc.callbacks
