@@ -126,3 +126,62 @@ def test_frozen_bn_keeps_statistics_through_training_and_validation(tmp_path):
     model = create_model("tiny", 11)
     set_train_mode(model, True)
     assert model.training and all(not m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.shared
+def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared_dir, tmp_path, capsys):
+    """--blend-init W: the shipped weights are W x trained + (1 - W) x the run's start, the
+    manifest says so, and the selection run's held-out figure is re-measured on its blended
+    weights (the same number eval gives for the installed model)."""
+    torch = pytest.importorskip("torch")
+    from engine.jobs.evaluate import evaluate_model
+    from engine.models.registry import Registry
+    from engine.training.pretrained import blend_with_init, official_init
+    from engine.training.ship import load_run_weights, ship_run
+
+    camvid, out = shared_dir / "datasets" / "camvid", tmp_path / "ft"
+    args = ["train", "--variant", "tiny", "--data", str(camvid), "--out", str(out), "--epochs", "1", "--batch", "2",
+            "--crop", "64x96", "--limit", "2", "--val-limit", "1", "--eval-every", "1", "--warmup-iters", "1",
+            "--threads", "1", "--no-progress", "--holdout-drive", "0001TP", "--lr", "1e-2", "--init", str(ade_tiny)]
+    assert run_command(args) == 0
+    ckpt = torch.load(out / "last.pth", weights_only=False)
+    trained, cfg = ckpt["ema"]["state"], ckpt["config"]
+    start = official_init(ade_tiny, "tiny")[0]
+    assert all(torch.equal(v, trained[k]) for k, v in blend_with_init(trained, cfg, 1.0).items())
+    half = blend_with_init(trained, cfg, 0.5)
+    moved = [k for k, v in trained.items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert moved  # the fine-tune changed weights, so the blend is a real test
+    for k, v in half.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (trained[k] + start[k]) / 2, atol=1e-6), k
+        else:
+            assert torch.equal(v, trained[k]), k
+    model, _, _ = load_run_weights(out, "last.pth", blend_init=0.5)
+    assert all(torch.equal(v, half[k]) for k, v in model.state_dict().items())
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(StudioError, match="--blend-init must be above 0"):
+            blend_with_init(trained, cfg, bad)
+    with pytest.raises(StudioError, match="did not start from --init"):
+        blend_with_init(trained, {**cfg, "init": None}, 0.5)
+    with pytest.raises(StudioError, match="needs the run's start weights: --init: no checkpoint"):
+        blend_with_init(trained, {**cfg, "init": str(tmp_path / "gone.pth")}, 0.5)
+
+    models = tmp_path / "models"
+    summary = ship_run(out, "blended", models_dir=models, data=camvid, checkpoint="last.pth", limit=2,
+                       selection_run=out, blend_init=0.5)
+    entry = Registry(models).get("blended")
+    assert entry.training["blend_init"]["weight"] == 0.5 and entry.training["weights"] == "0.5 x ema + 0.5 x start"
+    assert "0.5 x ema + 0.5 x start weights of epoch 1" in entry.notes
+    last = entry.training["selection"]["last"]
+    held = evaluate_model("blended", camvid, "train,val", models_dir=models, drives=["0001TP"])
+    assert held.images == 62 and last["miou_holdout"] == round(held.metrics["miou"], 6)
+    assert last["unblended"]["miou_holdout_ema"] is not None and "--blend-init 0.5" in last["weights"]
+    assert entry.unseen_drive_miou == (summary["holdout_miou"], "0001TP", False)  # this model's own held-out eval
+    # One-line errors from the command line, nothing installed.
+    capsys.readouterr()
+    assert run_command(["train", "--export-only", str(out), "--blend-init", "0.5"]) == 2
+    assert run_command(["train", "--export-only", str(out), "--checkpoint", "last.pth", "--name", "x",
+                        "--blend-init", "2", "--models-dir", str(models)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "give --name NAME" in err[0] and "must be above 0" in err[1]
+    assert Registry(models).names() == ["blended"]

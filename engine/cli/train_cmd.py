@@ -117,6 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ship.add_argument("--selection-run", metavar="RUN", default=None,
                       help="the held-out-drive run that chose this recipe and schedule (a refit on every frame has "
                            "no unseen drive left): its held-out figures go into the manifest")
+    ship.add_argument("--blend-init", metavar="W", type=float, default=None,
+                      help="ship W x the trained weights + (1 - W) x the weights the run started from (--init): "
+                           "WiSE-FT, more robust on unseen drives; with --selection-run that run is blended alike "
+                           "and its held-out drive measured again")
     ship.add_argument("--holdout-estimate", metavar="RUN", default=None,
                       help="record RUN (the recipe of installed model --name, run again with --holdout-drive) "
                            "as that model's held-out-drive estimate in the manifest, no training")
@@ -131,7 +135,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = []
     for key, value in vars(args).items():
         if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
-                                                       "selection_run", "holdout_estimate",
+                                                       "selection_run", "holdout_estimate", "blend_init",
                                                        "report"):
             continue
         flag = "--" + key.replace("_", "-")
@@ -163,12 +167,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.holdout_estimate:
         return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
+    if args.blend_init is not None and not args.name:
+        raise StudioError("--blend-init applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
         entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
-                         split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run)
+                         split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
+                         blend_init=args.blend_init)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:
@@ -225,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
-                         split=args.eval_split, checkpoint=args.checkpoint)
+                         split=args.eval_split, checkpoint=args.checkpoint, blend_init=args.blend_init)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
 

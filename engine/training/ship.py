@@ -22,11 +22,13 @@ from ..paths import DEFAULT_CAMVID
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
 
 
-def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch.nn.Module, dict, dict]:
+def load_run_weights(run_dir: Path, checkpoint: str = "best.pth", blend_init: float | None = None
+                     ) -> tuple[torch.nn.Module, dict, dict]:
     """(model in eval mode, checkpoint dict, run config) from RUN/best.pth or RUN/last.pth.
 
     best.pth holds the best-scoring weights (raw or EMA); last.pth holds both, and its EMA
-    weights are used when present (they are the ones that generalise better)."""
+    weights are used when present (they are the ones that generalise better). ``blend_init``
+    mixes them with the weights the run started from (``pretrained.blend_with_init``)."""
     path = run_dir / checkpoint
     if not path.is_file():
         raise StudioError(f"no checkpoint {path}: train first (python main.py train --out {run_dir} ...)")
@@ -43,6 +45,9 @@ def load_run_weights(run_dir: Path, checkpoint: str = "best.pth") -> tuple[torch
         raise StudioError(f"{path} is not a training checkpoint of this project")
     variant = ckpt.get("variant") or cfg.get("variant")
     num_classes = ckpt.get("num_classes") or cfg.get("num_classes")
+    if blend_init is not None:
+        from .pretrained import blend_with_init
+        state = blend_with_init(state, cfg, blend_init)
     model = create_model(variant, num_classes)
     model.load_state_dict(state, strict=True)
     return model.eval(), ckpt, cfg
@@ -69,17 +74,55 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
+def blended_selection_figures(run_dir: Path, weight: float, data: str | Path = DEFAULT_CAMVID) -> dict:
+    """``selection_figures`` of a run shipped with ``--blend-init``: its in-loop figures are of
+    unblended weights, so the held-out figure of its last EMA weights, blended as the shipped
+    model is, is measured here by eval (ONNX through the Segmenter) and recorded as the last one."""
+    from ..jobs.evaluate import evaluate_model
+
+    figures = selection_figures(run_dir)
+    model, _, cfg = load_run_weights(run_dir, "last.pth", blend_init=weight)
+    splits = cfg.get("train_splits", "train,val")
+    with tempfile.TemporaryDirectory(prefix="studio-blend-") as tmp:
+        _install(model, "selection", "camvid", tmp, made_by=f"{run_dir} blended", notes="", training={})
+        held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
+    last = figures["last"]
+    figures["last"] = {"epoch": last["epoch"], "miou_holdout": round(held.metrics["miou"], 6),
+                       "weights": f"last (EMA where kept), blended with the start (--blend-init {weight})",
+                       "unblended": {"miou_holdout": last["miou_holdout"], "miou_holdout_ema": last["miou_holdout_ema"]}}
+    figures["last_measured_by"] = (f"python main.py train --export-only {run_dir} --checkpoint last.pth --blend-init "
+                                   f"{weight} --name M, then python main.py eval --model M --split {splits} "
+                                   f"--drive {figures['holdout_drive']}")
+    return figures
+
+
+def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | Path | None, made_by: str,
+             notes: str, training: dict) -> Registry:
+    """Export ``model`` to ONNX and install it as ``name`` (manifest entry without accuracy)."""
+    from ..models.export import export_onnx
+
+    info = dataset_info(dataset)
+    registry = Registry(models_dir)
+    registry.dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
+        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
+        entry = ModelEntry(name=name, variant=model.variant, dataset=dataset, classes=list(info.classes),
+                           palette=[list(c) for c in info.palette], onnx="", sha256="",
+                           made_by=made_by, notes=notes, training=training)
+        registry.add(entry, onnx_tmp, move=True)
+    return registry
+
+
 def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
-             selection_run: str | Path | None = None) -> dict:
+             selection_run: str | Path | None = None, blend_init: float | None = None) -> dict:
     """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
     Segmenter and record command, epochs and measured accuracy in the manifest.
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
     from ..jobs.evaluate import evaluate_model
-    from ..models.export import export_onnx
 
     run_dir = Path(run_dir)
-    model, ckpt, cfg = load_run_weights(run_dir, checkpoint)
+    model, ckpt, cfg = load_run_weights(run_dir, checkpoint, blend_init)
     info = dataset_info(dataset)
     if model.num_classes != info.num_classes:
         raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
@@ -108,10 +151,15 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         training["recipe"].update({k: cfg.get(k) for k in ("teacher", "distill_weight", "distill_temp", "unlabelled",
                                                            "unlabelled_every")})
         training.update(teacher=extra.get("teacher"), unlabelled_frames=extra.get("unlabelled_frames"))
+    if blend_init is not None:
+        source = training["weights"] = f"{blend_init:g} x {source} + {1 - blend_init:g} x start"
+        training["blend_init"] = {
+            "weight": blend_init, "start": cfg.get("init"),
+            "what": f"{blend_init:g} x the trained weights + {1 - blend_init:g} x the weights the run started from "
+                    "(WiSE-FT weight-space ensembling, engine/training/pretrained.py)"}
     if selection_run:
-        training["selection"] = selection_figures(Path(selection_run))
-    registry = Registry(models_dir)
-    registry.dir.mkdir(parents=True, exist_ok=True)
+        training["selection"] = (blended_selection_figures(Path(selection_run), blend_init, data) if blend_init is not None
+                                 else selection_figures(Path(selection_run)))
     trained_on = cfg.get("train_splits", "train").replace(",", "+")
     if cfg.get("holdout_drive"):
         trained_on += f" without drive {cfg['holdout_drive']}"
@@ -120,13 +168,8 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         start += f", distilled from {extra['teacher']['name']}"
     notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
-    with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
-        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
-        entry = ModelEntry(name=name, variant=model.variant, dataset=dataset, classes=list(info.classes),
-                           palette=[list(c) for c in info.palette], onnx="", sha256="",
-                           made_by=command or f"python main.py train --export-only {run_dir} --name {name}",
-                           notes=notes, training=training)
-        registry.add(entry, onnx_tmp, move=True)
+    registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
+                        made_by=command or f"python main.py train --export-only {run_dir} --name {name}")
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {
