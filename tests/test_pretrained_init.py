@@ -137,7 +137,8 @@ def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared
     from engine.jobs.evaluate import evaluate_model
     from engine.models.registry import Registry
     from engine.training.pretrained import blend_with_init, official_init
-    from engine.training.ship import load_run_weights, ship_run
+    from engine.training.run_weights import load_run_weights
+    from engine.training.ship import ship_run
 
     camvid, out = shared_dir / "datasets" / "camvid", tmp_path / "ft"
     args = ["train", "--variant", "tiny", "--data", str(camvid), "--out", str(out), "--epochs", "1", "--batch", "2",
@@ -175,7 +176,7 @@ def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared
     last = entry.training["selection"]["last"]
     held = evaluate_model("blended", camvid, "train,val", models_dir=models, drives=["0001TP"])
     assert held.images == 62 and last["miou_holdout"] == round(held.metrics["miou"], 6)
-    assert last["unblended"]["miou_holdout_ema"] is not None and "--blend-init 0.5" in last["weights"]
+    assert last["in_loop"]["miou_holdout_ema"] is not None and "--blend-init 0.5" in last["weights"]
     assert entry.unseen_drive_miou == (summary["holdout_miou"], "0001TP", False)  # this model's own held-out eval
     # One-line errors from the command line, nothing installed.
     capsys.readouterr()

@@ -363,6 +363,24 @@ def test_augmentation_keeps_image_and_label_aligned_at_scales_up_to_3():
     assert checked > 30 * 64 * 96 // 3 and padded > 0  # the check saw most pixels, and some padding
 
 
+def test_log_scale_sampling_draws_as_often_below_the_geometric_mean_as_above():
+    """--scale-sampling log: factors stay in range, and half fall below sqrt(lo * hi) (1.22 for
+    0.5-3.0), where uniform puts 70 % above it; an unknown mode is a one-line error."""
+    lbl = np.zeros((100, 100), np.uint8)
+    img = np.zeros((100, 100, 3), np.uint8)
+
+    def factors(mode: str) -> np.ndarray:
+        rng = np.random.default_rng(0)
+        return np.array([D.random_scale(img, lbl, rng, 0.5, 3.0, mode)[1].shape[0] / 100 for _ in range(2000)])
+
+    log, uniform = factors("log"), factors("uniform")
+    assert log.min() >= 0.5 and log.max() <= 3.0
+    gm = np.sqrt(0.5 * 3.0)
+    assert abs((log < gm).mean() - 0.5) < 0.04 and (uniform < gm).mean() < 0.33
+    with pytest.raises(StudioError, match="unknown scale sampling 'cubic'"):
+        D.random_scale(img, lbl, np.random.default_rng(0), 0.5, 3.0, "cubic")
+
+
 def test_strong_photometric_changes_only_the_image():
     img, lbl = _block_pair()
     base = D.AugConfig(crop=(64, 96), scale_range=(1.0, 1.0), photometric="none")

@@ -16,6 +16,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from engine.models.registry import unseen_where
+
 COLORS = [QColor(86, 180, 233), QColor(230, 159, 0), QColor(0, 158, 115), QColor(204, 121, 167),
           QColor(240, 228, 66), QColor(213, 94, 0)]
 
@@ -41,7 +43,7 @@ def accuracy_axis(panes) -> tuple[str, list[float | None]]:
     drives = {u[1] for u in unseen if u is not None}
     if unseen and None not in unseen and len(drives) == 1:
         estimate = " (est.)" if any(u[2] for u in unseen) else ""
-        return f"mIoU % on unseen drive {drives.pop()}{estimate}", [100.0 * u[0] for u in unseen]
+        return f"mIoU % on {unseen_where(drives.pop())}{estimate}", [100.0 * u[0] for u in unseen]
     return VAL_TITLE, [None if p.accuracy_miou is None else 100.0 * p.accuracy_miou for p in panes]
 
 

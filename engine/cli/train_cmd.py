@@ -3,6 +3,7 @@
   train --variant tiny --data DIR --out runs/NAME [--epochs N] ... [--resume]
   train --variant tiny --holdout-drive 0006R0 --recipe +ohem --out runs/NAME
   train --export-only runs/NAME --name camvid-tiny [--models-dir DIR] [--data DIR]
+  train --export-only runs/a,runs/b --name camvid-tiny --selection-run runs/ho-a,runs/ho-b ...
 
 The progress bar is drawn here from the trainer's callbacks (the engine draws nothing).
 """
@@ -19,7 +20,8 @@ from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
-RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "cat_max_ratio",
+RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
+                 "cat_max_ratio",
                  "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
                  "label_smoothing", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
@@ -72,6 +74,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--warmup-iters", type=int, default=None)
     recipe.add_argument("--poly-power", type=float, default=None)
     recipe.add_argument("--scale-range", type=_range, default=None, help="random scale LO,HI (default 0.5,2.0)")
+    recipe.add_argument("--scale-sampling", choices=["uniform", "log"], default=None,
+                        help="how the random scale is drawn in its range (default uniform; log: log-uniform, "
+                             "centred on the geometric mean)")
     recipe.add_argument("--cat-max-ratio", type=float, default=None)
     recipe.add_argument("--rare-crop", type=float, default=None,
                         help="probability of centring a crop on a rare-class pixel (default 0 = off)")
@@ -109,14 +114,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", nargs="+", metavar="RUN",
                         help="print the ablation table (Markdown) of these run folders, no training")
     ship = parser.add_argument_group("shipping")
-    ship.add_argument("--export-only", metavar="RUN", help="export RUN/best.pth into the models folder, no training")
+    ship.add_argument("--export-only", metavar="RUN[,RUN]",
+                      help="export RUN/best.pth into the models folder, no training; RUN,RUN,...: the mean of "
+                           "their weights (a model soup of runs of one recipe that differ in --seed)")
     ship.add_argument("--ship", "--name", dest="name", metavar="NAME",
                       help="model name to install (with --export-only, or after training)")
     ship.add_argument("--checkpoint", default="best.pth", help="file in the run folder to ship (default best.pth)")
     ship.add_argument("--eval-split", default="val", help="split measured for the manifest (default val)")
-    ship.add_argument("--selection-run", metavar="RUN", default=None,
+    ship.add_argument("--selection-run", metavar="RUN[,RUN]", action="append", default=None,
                       help="the held-out-drive run that chose this recipe and schedule (a refit on every frame has "
-                           "no unseen drive left): its held-out figures go into the manifest")
+                           "no unseen drive left): its held-out figures go into the manifest; give it once per "
+                           "held-out drive for their mean (training.unseen_drives); RUN,RUN for a soup, as shipped")
     ship.add_argument("--blend-init", metavar="W", type=float, default=None,
                       help="ship W x the trained weights + (1 - W) x the weights the run started from (--init): "
                            "WiSE-FT, more robust on unseen drives; with --selection-run that run is blended alike "
@@ -173,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
-        entry = ship_run(Path(args.export_only), args.name, models_dir=args.models_dir, data=args.data,
+        entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
                          blend_init=args.blend_init)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")

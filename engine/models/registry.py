@@ -117,7 +117,8 @@ class ModelEntry:
         Val shares a drive with training and flatters models; footage users bring is unseen.
         Measured on this very model when it trained with a drive held out
         (``accuracy.holdout``); otherwise the held-out run of its recipe, at its last epoch
-        (``training.selection`` of a refit, ``training.holdout_estimate``): an estimate. An INT8
+        (``training.selection`` of a refit, ``training.holdout_estimate``): an estimate; with one
+        such run per drive (``training.unseen_drives``), their mean, drives joined by "+". An INT8
         copy carries its FP32 source's figure (``training.quantized_from.unseen_drive``), also an
         estimate."""
         held = (self.accuracy or {}).get("holdout") or {}
@@ -127,6 +128,9 @@ class ModelEntry:
         source = (training.get("quantized_from") or {}).get("unseen_drive") or {}
         if isinstance(source.get("miou"), (int, float)):
             return float(source["miou"]), str(source.get("drive", "?")), True
+        drives = training.get("unseen_drives") or {}
+        if isinstance(drives.get("mean"), (int, float)):
+            return float(drives["mean"]), "+".join(drives.get("drives") or {}), True
         for key in ("selection", "holdout_estimate"):
             record = training.get(key) or {}
             value = (record.get("last") or {}).get("miou_holdout")
@@ -135,12 +139,13 @@ class ModelEntry:
         return None
 
     def unseen_text(self) -> str:
-        """e.g. ``unseen drive 0006R0 mIoU 45.5 (estimate)``; "" when not known."""
+        """e.g. ``unseen drive 0006R0 mIoU 45.5 (estimate)`` or ``unseen drives 0006R0, 0001TP:
+        mean mIoU 47.9 (estimate)``; "" when not known."""
         unseen = self.unseen_drive_miou
         if unseen is None:
             return ""
         miou, drive, estimate = unseen
-        return f"unseen drive {drive} mIoU {100 * miou:.1f}" + (" (estimate)" if estimate else "")
+        return f"{unseen_where(drive)} mIoU {100 * miou:.1f}" + (" (estimate)" if estimate else "")
 
     def describe(self) -> str:
         """One line for lists and pickers: name, variant, dataset, accuracy."""
@@ -153,6 +158,13 @@ class ModelEntry:
     def from_dict(cls, data: dict) -> "ModelEntry":
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{"made_by": "", **{k: v for k, v in data.items() if k in known}})
+
+
+def unseen_where(drive: str) -> str:
+    """``unseen drive 0006R0``, or ``unseen drives 0006R0, 0001TP: mean`` for the mean of
+    several (``ModelEntry.unseen_drive_miou`` joins them with "+")."""
+    drives = drive.split("+")
+    return f"unseen drive {drive}" if len(drives) == 1 else f"unseen drives {', '.join(drives)}: mean"
 
 
 def sha256_of(path: Path) -> str:

@@ -38,6 +38,7 @@ class TrainConfig:
     poly_power: float = 1.0
     min_lr: float = 0.0
     scale_range: tuple[float, float] = (0.5, 2.0)
+    scale_sampling: str = "uniform"  # uniform | log (engine.training.data.random_scale)
     cat_max_ratio: float = 0.75
     rare_crop: float = 0.0
     photometric: str = "basic"  # none | basic (mmseg colour jitter) | strong (+ blur, noise, JPEG)

@@ -16,41 +16,10 @@ import torch
 from ..models.datasets import dataset_info
 from ..errors import StudioError
 from ..models.registry import ModelEntry, Registry
-from ..models.topformer import create_model
 from ..paths import DEFAULT_CAMVID
+from .run_weights import load_run_weights, run_folders, spec_name
 
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
-
-
-def load_run_weights(run_dir: Path, checkpoint: str = "best.pth", blend_init: float | None = None
-                     ) -> tuple[torch.nn.Module, dict, dict]:
-    """(model in eval mode, checkpoint dict, run config) from RUN/best.pth or RUN/last.pth.
-
-    best.pth holds the best-scoring weights (raw or EMA); last.pth holds both, and its EMA
-    weights are used when present (they are the ones that generalise better). ``blend_init``
-    mixes them with the weights the run started from (``pretrained.blend_with_init``)."""
-    path = run_dir / checkpoint
-    if not path.is_file():
-        raise StudioError(f"no checkpoint {path}: train first (python main.py train --out {run_dir} ...)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # corrupt or not a torch file
-        raise StudioError(f"cannot read {path}: {exc}") from None
-    cfg = ckpt.get("config") or {}
-    if "state_dict" in ckpt:
-        state = ckpt["state_dict"]
-    elif "model" in ckpt:
-        state = ckpt["ema"]["state"] if ckpt.get("ema") else ckpt["model"]
-    else:
-        raise StudioError(f"{path} is not a training checkpoint of this project")
-    variant = ckpt.get("variant") or cfg.get("variant")
-    num_classes = ckpt.get("num_classes") or cfg.get("num_classes")
-    if blend_init is not None:
-        from .pretrained import blend_with_init
-        state = blend_with_init(state, cfg, blend_init)
-    model = create_model(variant, num_classes)
-    model.load_state_dict(state, strict=True)
-    return model.eval(), ckpt, cfg
 
 
 def selection_figures(run_dir: Path) -> dict:
@@ -74,26 +43,49 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
-def blended_selection_figures(run_dir: Path, weight: float, data: str | Path = DEFAULT_CAMVID) -> dict:
-    """``selection_figures`` of a run shipped with ``--blend-init``: its in-loop figures are of
-    unblended weights, so the held-out figure of its last EMA weights, blended as the shipped
-    model is, is measured here by eval (ONNX through the Segmenter) and recorded as the last one."""
+def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID) -> dict:
+    """``selection_figures`` of a selection run (or soup of runs) shipped as the model is:
+    blended with the start (``--blend-init``) and/or averaged. The in-loop figures are of one
+    run's own weights, so the held-out figure of the shipped-alike weights (last EMA) is measured
+    here by eval (ONNX through the Segmenter) and recorded as the last one."""
     from ..jobs.evaluate import evaluate_model
 
-    figures = selection_figures(run_dir)
-    model, _, cfg = load_run_weights(run_dir, "last.pth", blend_init=weight)
+    runs = run_folders(spec)
+    figures = selection_figures(runs[0])
+    if len(runs) > 1:
+        figures.update(run=spec_name(spec), soup=[str(r) for r in runs])
+    model, _, cfg = load_run_weights(spec, "last.pth", blend_init=weight)
     splits = cfg.get("train_splits", "train,val")
-    with tempfile.TemporaryDirectory(prefix="studio-blend-") as tmp:
-        _install(model, "selection", "camvid", tmp, made_by=f"{run_dir} blended", notes="", training={})
+    with tempfile.TemporaryDirectory(prefix="studio-selection-") as tmp:
+        _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
+    how = [] if weight is None else [f"blended with the start (--blend-init {weight:g})"]
+    if len(runs) > 1:
+        how.insert(0, f"averaged over {len(runs)} runs (a soup)")
     figures["last"] = {"epoch": last["epoch"], "miou_holdout": round(held.metrics["miou"], 6),
-                       "weights": f"last (EMA where kept), blended with the start (--blend-init {weight})",
-                       "unblended": {"miou_holdout": last["miou_holdout"], "miou_holdout_ema": last["miou_holdout_ema"]}}
-    figures["last_measured_by"] = (f"python main.py train --export-only {run_dir} --checkpoint last.pth --blend-init "
-                                   f"{weight} --name M, then python main.py eval --model M --split {splits} "
-                                   f"--drive {figures['holdout_drive']}")
+                       "per_class": {k: (None if v is None else round(v, 6)) for k, v in held.metrics["per_class"].items()},
+                       "weights": "last (EMA where kept)" + (", " + ", ".join(how) if how else ""),
+                       "in_loop": {"miou_holdout": last["miou_holdout"], "miou_holdout_ema": last["miou_holdout_ema"]}}
+    blend = "" if weight is None else f" --blend-init {weight:g}"
+    figures["last_measured_by"] = (f"python main.py train --export-only {spec} --checkpoint last.pth{blend} --name M, "
+                                   f"then python main.py eval --model M --split {splits} --drive {figures['holdout_drive']}")
     return figures
+
+
+def unseen_drives_summary(selections: list[dict]) -> dict:
+    """The last held-out figure of each selection run (one per drive) and their mean: several
+    unseen drives predict footage a model never saw better than one (they disagree by up to
+    7 points)."""
+    per_drive = {s["holdout_drive"]: s["last"]["miou_holdout"] for s in selections}
+    return {"drives": per_drive, "runs": {s["holdout_drive"]: s["run"] for s in selections},
+            "mean": round(sum(per_drive.values()) / len(per_drive), 6), "scale": 1.0,
+            "what": "mIoU of the recipe run with each drive held out, on that drive, weights as shipped"}
+
+
+def _run_command(run_dir: Path) -> str | None:
+    path = run_dir / "config.json"
+    return json.loads(path.read_text()).get("command") if path.is_file() else None
 
 
 def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | Path | None, made_by: str,
@@ -113,16 +105,19 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
     return registry
 
 
-def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
+def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
-             selection_run: str | Path | None = None, blend_init: float | None = None) -> dict:
-    """Export RUN/checkpoint as model ``name``, evaluate it on ``data``/``split`` through the
-    Segmenter and record command, epochs and measured accuracy in the manifest.
+             selection_run: str | Path | list | None = None, blend_init: float | None = None) -> dict:
+    """Export RUN/checkpoint (or the soup of ``RUN,RUN,...``) as model ``name``, evaluate it on
+    ``data``/``split`` through the Segmenter and record command, epochs and measured accuracy in
+    the manifest. ``selection_run``: the held-out-drive run(s) that chose the recipe, one per
+    drive, each shipped alike and measured (``training.selection``, ``training.unseen_drives``).
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
     from ..jobs.evaluate import evaluate_model
 
-    run_dir = Path(run_dir)
-    model, ckpt, cfg = load_run_weights(run_dir, checkpoint, blend_init)
+    runs = run_folders(run)
+    run_dir = runs[0]
+    model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init)
     info = dataset_info(dataset)
     if model.num_classes != info.num_classes:
         raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
@@ -140,7 +135,7 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         "epochs": epochs_planned, "epochs_done": epochs_done, "weights_epoch": best_epoch, "weights": source,
         "train_s": round(train_s, 1) if train_s else None,
         "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
-                                            "warmup_iters", "scale_range", "cat_max_ratio", "rare_crop",
+                                            "warmup_iters", "scale_range", "scale_sampling", "cat_max_ratio", "rare_crop",
                                             "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
                                             "label_smoothing", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
@@ -151,15 +146,30 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
         training["recipe"].update({k: cfg.get(k) for k in ("teacher", "distill_weight", "distill_temp", "unlabelled",
                                                            "unlabelled_every")})
         training.update(teacher=extra.get("teacher"), unlabelled_frames=extra.get("unlabelled_frames"))
+    if len(runs) > 1:
+        training["run"] = spec_name(run)
+        training["soup"] = {
+            "runs": [str(r) for r in runs], "commands": [_run_command(r) for r in runs],
+            "what": f"the mean of the weights of {len(runs)} runs of one recipe from one start (a model soup, "
+                    "engine/training/run_weights.py)"}
+        source = training["weights"] = f"mean of {len(runs)} runs' {source}"
     if blend_init is not None:
         source = training["weights"] = f"{blend_init:g} x {source} + {1 - blend_init:g} x start"
         training["blend_init"] = {
             "weight": blend_init, "start": cfg.get("init"),
             "what": f"{blend_init:g} x the trained weights + {1 - blend_init:g} x the weights the run started from "
                     "(WiSE-FT weight-space ensembling, engine/training/pretrained.py)"}
-    if selection_run:
-        training["selection"] = (blended_selection_figures(Path(selection_run), blend_init, data) if blend_init is not None
-                                 else selection_figures(Path(selection_run)))
+    specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
+    if specs:
+        drives = [selection_figures(run_folders(s)[0])["holdout_drive"] for s in specs]
+        if len(set(drives)) != len(drives):
+            raise StudioError(f"--selection-run: give one run per held-out drive, not drives {', '.join(drives)}")
+        measure = blend_init is not None or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
+        selections = [measured_selection_figures(s, blend_init, data) if measure else selection_figures(Path(s))
+                      for s in specs]
+        training["selection"] = selections[0]
+        if len(selections) > 1:
+            training["unseen_drives"] = unseen_drives_summary(selections)
     trained_on = cfg.get("train_splits", "train").replace(",", "+")
     if cfg.get("holdout_drive"):
         trained_on += f" without drive {cfg['holdout_drive']}"
@@ -169,7 +179,9 @@ def ship_run(run_dir: Path, name: str, models_dir: str | Path | None = None, dat
     notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)")
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
-                        made_by=command or f"python main.py train --export-only {run_dir} --name {name}")
+                        made_by=command if len(runs) == 1 and command else
+                        f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
+                        + (f" --blend-init {blend_init:g}" if blend_init is not None else ""))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {

@@ -270,7 +270,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
                        in_holdout=[s.drive == cfg.holdout_drive for s in val_samples])
     freq = D.class_frequencies(labels, cfg.num_classes)
     rare_weight = (1.0 / np.sqrt(np.maximum(freq, 1e-6))).astype(np.float64)
-    aug = D.AugConfig(crop=tuple(cfg.crop), scale_range=tuple(cfg.scale_range), cat_max_ratio=cfg.cat_max_ratio,
+    aug = D.AugConfig(crop=tuple(cfg.crop), scale_range=tuple(cfg.scale_range), scale_sampling=cfg.scale_sampling,
+                      cat_max_ratio=cfg.cat_max_ratio,
                       rare_crop=cfg.rare_crop, photometric=cfg.photometric, ignore_index=cfg.ignore_index)
     weights = D.class_weights(freq, cfg.class_weight)
     criterion = build_criterion(cfg, None if weights is None else torch.from_numpy(weights).to(device))

@@ -66,9 +66,9 @@ def test_chart_gets_a_point_per_pane_and_swipe_shows_one_frame(qtbot, make_compa
     assert not any(p.same_scale for p in points.values())  # the manifest measured at full: hollow points
     from engine.models.registry import Registry
 
-    # Every model shown has an unseen-drive figure (0006R0): the chart plots that, not val's,
-    # which shares a drive with training and flatters the models.
-    assert window.chart.y_title == "mIoU % on unseen drive 0006R0 (est.)"
+    # Every model shown has an unseen-drive figure (the mean of three held-out drives): the chart
+    # plots that, not val's, which shares a drive with training and flatters the models.
+    assert window.chart.y_title == "mIoU % on unseen drives 0006R0, 0001TP, 0016E5: mean (est.)"
     for name in ("camvid-tiny", "camvid-small", "camvid-base"):  # each point plots the manifest's own figure
         assert points[f"{name} half"].miou_pct == pytest.approx(Registry().get(name).unseen_drive_miou[0] * 100)
     assert all(40 < p.miou_pct < 80 for p in points.values())

@@ -48,7 +48,7 @@ def test_installed_models_show_full_accuracy_and_speed_measured_here(qtbot, ship
     tiny = Registry(shipped_copy).get("camvid-tiny")
     acc = tiny.accuracy
     expected = (f"val mIoU {acc['miou'] * 100:.1f} %, pixel accuracy {acc['pixel_acc'] * 100:.1f} % (101 images); "
-                f"unseen drive 0006R0 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (estimate)")
+                f"unseen drives 0006R0, 0001TP, 0016E5: mean mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (estimate)")
     assert row[3] == expected and len(expected) > 45  # the full text, not clipped
     assert row[4].endswith(" MB")
     qtbot.waitUntil(lambda: "ms/frame" in dialog.speed_cell("camvid-tiny"), timeout=60000)
