@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -58,6 +59,16 @@ def _copy_with_entry(tmp_path: Path, **changes) -> Path:
     out = tmp_path / "models"
     Registry(out).add(entry, src.onnx_path(src.get("camvid-tiny")))
     return out
+
+
+def test_reinstalling_a_model_keeps_its_place_in_the_manifest(tmp_path):
+    src = Registry()
+    onnx = src.onnx_path(src.get("camvid-tiny"))
+    out = Registry(tmp_path / "models")
+    for name in ("a", "b", "c"):
+        out.add(replace(src.get("camvid-tiny"), name=name), onnx)
+    out.add(replace(src.get("camvid-tiny"), name="b", notes="again"), onnx)
+    assert out.names() == ["a", "b", "c"] and out.get("b").notes == "again"
 
 
 @pytest.mark.parametrize("changes, word", [({"variant": "base"}, "variant"),

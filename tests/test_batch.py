@@ -18,7 +18,8 @@ from engine.jobs import batch as b
 from engine.jobs.batch_pool import LocalPool
 from engine.errors import StudioError
 
-from batch_clips import CORRUPT, FRAMES, MODEL, REPO, SCALE, assert_identical, cli_args, clips, singles  # noqa: F401
+from batch_clips import (CORRUPT, FRAMES, MODEL, REPO, SCALE, assert_identical, cli_args, clips,  # noqa: F401
+                         cut_clip, singles)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,9 +107,15 @@ def test_killed_worker_video_is_retried_and_identical(tmp_path, clips, singles):
 
 
 @pytest.mark.shared
-def test_ctrl_c_then_resume_skips_finished_videos(tmp_path, clips, singles):
+def test_ctrl_c_then_resume_skips_finished_videos(tmp_path, clips, singles, videos):
+    # Longest first: two long clips run before the three short ones, so when Ctrl-C comes (the
+    # first video done) the second long one is still running on any machine (with the short
+    # clips alone, all three once ended before the signal).
+    longs = [tmp_path / "long-1.mp4", tmp_path / "long-2.mp4"]
+    for clip in longs:
+        cut_clip(videos / "indoor-people-768x432.mp4", clip, 600)
     out = tmp_path / "out"
-    args = cli_args(clips, "--model", MODEL, "--scale", SCALE, "--out", out, "--workers", "1")
+    args = cli_args(clips, *longs, "--model", MODEL, "--scale", SCALE, "--out", out, "--workers", "1")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     record_path = out / b.BATCH_FILE
     deadline = time.monotonic() + 120
@@ -127,7 +134,7 @@ def test_ctrl_c_then_resume_skips_finished_videos(tmp_path, clips, singles):
     record = json.loads(record_path.read_text())
     assert record["status"] == "interrupted"
     finished = [v["out"] for v in record["videos"] if v["status"] == "done"]
-    assert finished and len(finished) < 3, record
+    assert finished == ["long-1"], record
     assert not any(v["status"] == "running" for v in record["videos"])
     assert [v["loaded_model"] for v in record["videos"] if v["status"] == "done"] == [True]  # once per worker
     stamps = {n: (out / n / "summary.json").stat().st_mtime_ns for n in finished}

@@ -86,4 +86,5 @@ def test_ship_a_soup_with_one_selection_run_per_drive(runs, shared_dir, tmp_path
     assert run_command(mixed) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "one run per held-out drive" in err[0] and "their holdout_drive differs" in err[1]
+    assert "a soup needs runs trained on the same frames" in err[1]
     assert Registry(models).names() == ["souped"]

@@ -159,6 +159,15 @@ def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared
             assert torch.equal(v, trained[k]), k
     model, _, _ = load_run_weights(out, "last.pth", blend_init=0.5)
     assert all(torch.equal(v, half[k]) for k, v in model.state_dict().items())
+    # --blend-start: another start (here all-zero weights in a run checkpoint) replaces the run's --init.
+    zeros = tmp_path / "zeros.pth"
+    torch.save({"model": {k: torch.zeros_like(v) if v.is_floating_point() else v for k, v in trained.items()}}, zeros)
+    to_zero = blend_with_init(trained, cfg, 0.5, start=zeros)
+    assert all(torch.equal(v, trained[k] * 0.5) for k, v in to_zero.items() if v.is_floating_point())
+    model, _, _ = load_run_weights(out, "last.pth", blend_init=0.5, blend_start=zeros)
+    assert all(torch.equal(v, to_zero[k]) for k, v in model.state_dict().items())
+    with pytest.raises(StudioError, match="needs the --blend-start weights: --init: no checkpoint"):
+        blend_with_init(trained, cfg, 0.5, start=tmp_path / "gone.pth")
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(StudioError, match="--blend-init must be above 0"):
             blend_with_init(trained, cfg, bad)
@@ -186,3 +195,10 @@ def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "give --name NAME" in err[0] and "must be above 0" in err[1]
     assert Registry(models).names() == ["blended"]
+    assert run_command(["train", "--export-only", str(out), "--checkpoint", "last.pth", "--name", "y",
+                        "--blend-start", str(zeros), "--models-dir", str(models)]) == 2
+    assert "give --blend-init too" in capsys.readouterr().err
+    ship_run(out, "to-zero", models_dir=models, data=camvid, checkpoint="last.pth", limit=1, blend_init=0.5,
+             blend_start=zeros)
+    entry = Registry(models).get("to-zero")
+    assert entry.training["blend_init"]["start"] == str(zeros)

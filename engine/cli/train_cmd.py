@@ -129,6 +129,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="ship W x the trained weights + (1 - W) x the weights the run started from (--init): "
                            "WiSE-FT, more robust on unseen drives; with --selection-run that run is blended alike "
                            "and its held-out drive measured again")
+    ship.add_argument("--blend-start", metavar="CKPT", default=None,
+                      help="with --blend-init: blend with these weights instead of the run's --init (an official "
+                           "checkpoint is mapped and grown as --init would be), e.g. the pretrained root of a run "
+                           "that started from another run")
     ship.add_argument("--holdout-estimate", metavar="RUN", default=None,
                       help="record RUN (the recipe of installed model --name, run again with --holdout-drive) "
                            "as that model's held-out-drive estimate in the manifest, no training")
@@ -143,7 +147,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = []
     for key, value in vars(args).items():
         if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
-                                                       "selection_run", "holdout_estimate", "blend_init",
+                                                       "selection_run", "holdout_estimate", "blend_init", "blend_start",
                                                        "report"):
             continue
         flag = "--" + key.replace("_", "-")
@@ -177,13 +181,15 @@ def run(args: argparse.Namespace) -> int:
         return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
     if args.blend_init is not None and not args.name:
         raise StudioError("--blend-init applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
+    if args.blend_start is not None and args.blend_init is None:
+        raise StudioError("--blend-start names what --blend-init W blends with: give --blend-init too")
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
         entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
-                         blend_init=args.blend_init)
+                         blend_init=args.blend_init, blend_start=args.blend_start)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:
@@ -240,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
-                         split=args.eval_split, checkpoint=args.checkpoint, blend_init=args.blend_init)
+                         split=args.eval_split, checkpoint=args.checkpoint, blend_init=args.blend_init,
+                         blend_start=args.blend_start)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
 

@@ -259,7 +259,12 @@ class Registry:
             if backup is not None:
                 os.replace(backup, target)
             raise StudioError(f"cannot install model {entry.name!r} in {self.dir}: {os_reason(exc)}") from None
-        models = [d for d in existing if d.get("name") != entry.name] + [asdict(entry)]
+        names = [d.get("name") for d in existing]  # a replaced entry keeps its place (a small manifest diff)
+        models = list(existing)
+        if entry.name in names:
+            models[names.index(entry.name)] = asdict(entry)
+        else:
+            models.append(asdict(entry))
         try:
             self._write(models)
         except BaseException:

@@ -123,8 +123,10 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     return state
 
 
-def blend_with_init(state: dict, run_config: dict, weight: float) -> dict:
-    """``weight`` x the trained ``state`` + (1 - ``weight``) x the run's ``--init`` weights.
+def blend_with_init(state: dict, run_config: dict, weight: float, start: str | Path | None = None) -> dict:
+    """``weight`` x the trained ``state`` + (1 - ``weight``) x the run's ``--init`` weights, or
+    those of ``start`` (``--blend-start``): a run that started from another CamVid run can be
+    blended with the pretrained weights at the root of the chain instead.
 
     Weight-space ensembling of a fine-tuned model with its pretrained start (WiSE-FT,
     Wortsman et al., CVPR 2022): both lie in one basin, so the mean of the weights is a
@@ -134,13 +136,15 @@ def blend_with_init(state: dict, run_config: dict, weight: float) -> dict:
     if not 0.0 < weight <= 1.0:
         raise StudioError(f"--blend-init must be above 0 and at most 1, not {weight}")
     cfg = TrainConfig.from_saved({**run_config, "extra": {}})
-    if not cfg.init:
+    path = start or cfg.init
+    if not path:
         raise StudioError("--blend-init: the run did not start from --init weights, so there is nothing to blend with")
     try:
-        start = init_weights(Path(cfg.init), cfg)
+        weights = init_weights(Path(path), cfg)
     except StudioError as exc:
-        raise StudioError(f"--blend-init needs the run's start weights: {exc}") from None
-    if set(start) != set(state) or any(start[k].shape != state[k].shape for k in state):
-        raise StudioError(f"--blend-init: {cfg.init} does not have the trained model's layout")
-    return {k: (weight * v + (1.0 - weight) * start[k].to(v.dtype)) if v.is_floating_point() else v
+        whose = "--blend-start" if start else "run's start"
+        raise StudioError(f"--blend-init needs the {whose} weights: {exc}") from None
+    if set(weights) != set(state) or any(weights[k].shape != state[k].shape for k in state):
+        raise StudioError(f"--blend-init: {path} does not have the trained model's layout")
+    return {k: (weight * v + (1.0 - weight) * weights[k].to(v.dtype)) if v.is_floating_point() else v
             for k, v in state.items()}

@@ -51,6 +51,11 @@ def read_checkpoint(path: Path) -> tuple[dict, dict, dict]:
     return state, ckpt, ckpt.get("config") or {}
 
 
+# What runs must share to be averaged, and why it is refused when they do not.
+SOUP_NEEDS = {"variant": "of one network", "num_classes": "of one network", "init": "from one start",
+              "holdout_drive": "trained on the same frames", "train_splits": "trained on the same frames"}
+
+
 def soup(states: list[dict], configs: list[dict], runs: list[Path]) -> dict:
     """The mean of the float tensors of ``states`` (integer buffers: the first run's).
 
@@ -58,20 +63,21 @@ def soup(states: list[dict], configs: list[dict], runs: list[Path]) -> dict:
     else averages into noise, so it is refused, as are runs trained on different frames."""
     first = configs[0]
     for run, cfg, state in zip(runs[1:], configs[1:], states[1:]):
-        for key in ("variant", "num_classes", "init", "holdout_drive", "train_splits"):
+        for key, needs in SOUP_NEEDS.items():
             if cfg.get(key) != first.get(key):
                 raise StudioError(f"cannot average {runs[0]} and {run}: their {key} differs "
-                                  f"({first.get(key)} vs {cfg.get(key)}); a soup needs runs from one start")
+                                  f"({first.get(key)} vs {cfg.get(key)}); a soup needs runs {needs}")
         if set(state) != set(states[0]):
             raise StudioError(f"cannot average {runs[0]} and {run}: different layers")
     return {k: (sum(s[k] for s in states) / len(states)) if v.is_floating_point() else v
             for k, v in states[0].items()}
 
 
-def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init: float | None = None
-                     ) -> tuple[torch.nn.Module, dict, dict]:
+def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init: float | None = None,
+                     blend_start: str | Path | None = None) -> tuple[torch.nn.Module, dict, dict]:
     """(model in eval mode, first run's checkpoint dict, first run's config) for a run spec:
-    one run's weights or the soup of several, blended with the start when ``blend_init``."""
+    one run's weights or the soup of several, blended with the start (the run's --init, or
+    ``blend_start``) when ``blend_init``."""
     runs = run_folders(spec)
     read = [read_checkpoint(run / checkpoint) for run in runs]
     states, ckpt, cfg = [r[0] for r in read], read[0][1], read[0][2]
@@ -80,7 +86,7 @@ def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init:
     num_classes = ckpt.get("num_classes") or cfg.get("num_classes")
     if blend_init is not None:
         from .pretrained import blend_with_init
-        state = blend_with_init(state, cfg, blend_init)
+        state = blend_with_init(state, cfg, blend_init, blend_start)
     model = create_model(variant, num_classes)
     model.load_state_dict(state, strict=True)
     return model.eval(), ckpt, cfg

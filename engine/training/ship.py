@@ -43,31 +43,33 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
-def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID) -> dict:
+def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID,
+                               figures: dict | None = None, start: str | Path | None = None) -> dict:
     """``selection_figures`` of a selection run (or soup of runs) shipped as the model is:
-    blended with the start (``--blend-init``) and/or averaged. The in-loop figures are of one
+    blended with the start (``--blend-init``, ``--blend-start``) and/or averaged. The in-loop figures are of one
     run's own weights, so the held-out figure of the shipped-alike weights (last EMA) is measured
-    here by eval (ONNX through the Segmenter) and recorded as the last one."""
+    here by eval (ONNX through the Segmenter) and recorded as the last one. ``figures``: the
+    first run's ``selection_figures`` when the caller has them already."""
     from ..jobs.evaluate import evaluate_model
 
     runs = run_folders(spec)
-    figures = selection_figures(runs[0])
+    figures = dict(figures or selection_figures(runs[0]))
     if len(runs) > 1:
         figures.update(run=spec_name(spec), soup=[str(r) for r in runs])
-    model, _, cfg = load_run_weights(spec, "last.pth", blend_init=weight)
+    model, _, cfg = load_run_weights(spec, "last.pth", blend_init=weight, blend_start=start)
     splits = cfg.get("train_splits", "train,val")
     with tempfile.TemporaryDirectory(prefix="studio-selection-") as tmp:
         _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
-    how = [] if weight is None else [f"blended with the start (--blend-init {weight:g})"]
+    blend = "" if weight is None else f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
+    how = [] if weight is None else [f"blended with the start ({blend.strip()})"]
     if len(runs) > 1:
         how.insert(0, f"averaged over {len(runs)} runs (a soup)")
     figures["last"] = {"epoch": last["epoch"], "miou_holdout": round(held.metrics["miou"], 6),
                        "per_class": {k: (None if v is None else round(v, 6)) for k, v in held.metrics["per_class"].items()},
                        "weights": "last (EMA where kept)" + (", " + ", ".join(how) if how else ""),
                        "in_loop": {"miou_holdout": last["miou_holdout"], "miou_holdout_ema": last["miou_holdout_ema"]}}
-    blend = "" if weight is None else f" --blend-init {weight:g}"
     figures["last_measured_by"] = (f"python main.py train --export-only {spec} --checkpoint last.pth{blend} --name M, "
                                    f"then python main.py eval --model M --split {splits} --drive {figures['holdout_drive']}")
     return figures
@@ -107,22 +109,30 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
 
 def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
-             selection_run: str | Path | list | None = None, blend_init: float | None = None) -> dict:
+             selection_run: str | Path | list | None = None, blend_init: float | None = None,
+             blend_start: str | Path | None = None) -> dict:
     """Export RUN/checkpoint (or the soup of ``RUN,RUN,...``) as model ``name``, evaluate it on
     ``data``/``split`` through the Segmenter and record command, epochs and measured accuracy in
     the manifest. ``selection_run``: the held-out-drive run(s) that chose the recipe, one per
     drive, each shipped alike and measured (``training.selection``, ``training.unseen_drives``).
+    ``blend_init``: ship W x the trained weights + (1 - W) x the start (the run's --init, or
+    ``blend_start``).
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
     from ..jobs.evaluate import evaluate_model
 
     runs = run_folders(run)
     run_dir = runs[0]
-    model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init)
+    if blend_start is not None and blend_init is None:
+        raise StudioError("--blend-start names what --blend-init W blends with: give --blend-init too")
+    model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init, blend_start)
     info = dataset_info(dataset)
     if model.num_classes != info.num_classes:
         raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
     last = run_dir / "last.pth"
-    state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
+    if len(runs) == 1 and Path(checkpoint).name == "last.pth":
+        state = ckpt  # already read (22-48 MB): do not read it twice
+    else:
+        state = torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
     epochs_done, epochs_planned = state.get("epoch"), cfg.get("epochs")
     train_s = state.get("train_s")
     best_epoch = ckpt.get("epoch", epochs_done)
@@ -156,17 +166,18 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     if blend_init is not None:
         source = training["weights"] = f"{blend_init:g} x {source} + {1 - blend_init:g} x start"
         training["blend_init"] = {
-            "weight": blend_init, "start": cfg.get("init"),
+            "weight": blend_init, "start": str(blend_start) if blend_start else cfg.get("init"),
             "what": f"{blend_init:g} x the trained weights + {1 - blend_init:g} x the weights the run started from "
                     "(WiSE-FT weight-space ensembling, engine/training/pretrained.py)"}
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
     if specs:
-        drives = [selection_figures(run_folders(s)[0])["holdout_drive"] for s in specs]
+        in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
+        drives = [f["holdout_drive"] for f in in_loop]
         if len(set(drives)) != len(drives):
             raise StudioError(f"--selection-run: give one run per held-out drive, not drives {', '.join(drives)}")
         measure = blend_init is not None or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
-        selections = [measured_selection_figures(s, blend_init, data) if measure else selection_figures(Path(s))
-                      for s in specs]
+        selections = [measured_selection_figures(s, blend_init, data, figures, blend_start) if measure else figures
+                      for s, figures in zip(specs, in_loop)]
         training["selection"] = selections[0]
         if len(selections) > 1:
             training["unseen_drives"] = unseen_drives_summary(selections)
@@ -181,7 +192,8 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + (f" --blend-init {blend_init:g}" if blend_init is not None else ""))
+                        + (f" --blend-init {blend_init:g}" if blend_init is not None else "")
+                        + (f" --blend-start {blend_start}" if blend_start else ""))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {

@@ -92,9 +92,33 @@ def make_window(qtbot, tmp_path):
 
 
 def wait_result(qtbot, window, predicate, timeout=30000):
-    """Wait until the newest shown FrameResult satisfies ``predicate``; returns it."""
+    """Wait until the newest shown FrameResult satisfies ``predicate``; returns it. On a timeout
+    the failure says where playback stood and what every thread was doing (a stall seen once
+    in CI under PySide6 6.7.3 could not be reproduced; the next one must explain itself)."""
     def check():
         result = window.last_result
         assert result is not None and predicate(result)
-    qtbot.waitUntil(check, timeout=timeout)
+    try:
+        qtbot.waitUntil(check, timeout=timeout)
+    except qtbot.TimeoutError:
+        pytest.fail(f"no frame result satisfied the test within {timeout / 1000:g} s\n{playback_state(window)}")
     return window.last_result
+
+
+def playback_state(window) -> str:
+    """Worker, reader, model and shown-frame state, and every Python thread's stack."""
+    import sys
+    import traceback
+
+    worker, shown = window.worker, window.last_result
+    snap = worker.stats.snapshot()
+    lines = [f"threads alive: {worker.threads_alive()}; model: {worker.segmenter.name if worker.segmenter else None}"
+             f" (loader busy: {worker.loader.busy}); source: {worker.current_source()}",
+             f"worker: read {snap.frames_read}, dropped {snap.frames_dropped}, processed {snap.frames_processed}, "
+             f"result waiting to be taken: {worker._notified}",
+             f"window: last result {None if shown is None else (shown.frame_index, shown.stats.frames_processed)}, "
+             f"banners: {[b.text() for b in window.banner.banners()]}"]
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        lines.append(f"--- thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame, limit=-6)))
+    return "\n".join(lines)

@@ -9,6 +9,8 @@ import pytest
 from app.playback.scene_fit import SceneFitMonitor, expected_confidence, notice_text
 from engine.models.registry import ModelEntry, Registry
 
+from .conftest import wait_result
+
 pytestmark = [pytest.mark.gui]
 
 
@@ -130,6 +132,5 @@ def test_indoor_clip_through_camvid_raises_the_notice(qtbot, make_window, videos
 def test_street_footage_raises_no_notice(qtbot, make_window, videos, tmp_path, clip, scale):
     window = make_window(_models_with_confidence(tmp_path), source=str(videos / clip),
                          model="camvid-tiny", scale=scale)
-    qtbot.waitUntil(lambda: window.last_result is not None and window.last_result.stats.frames_processed >= 40,
-                    timeout=60000)
+    wait_result(qtbot, window, lambda result: result.stats.frames_processed >= 40, timeout=60000)
     assert window.notices == []
