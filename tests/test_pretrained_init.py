@@ -198,6 +198,8 @@ def test_blend_init_ships_the_mean_of_trained_and_start_weights(ade_tiny, shared
     assert run_command(["train", "--export-only", str(out), "--checkpoint", "last.pth", "--name", "y",
                         "--blend-start", str(zeros), "--models-dir", str(models)]) == 2
     assert "give --blend-init too" in capsys.readouterr().err
+    with pytest.raises(StudioError, match="give --blend-init too"):  # the library path refuses it alike
+        ship_run(out, "z", models_dir=models, data=camvid, checkpoint="last.pth", blend_start=zeros)
     ship_run(out, "to-zero", models_dir=models, data=camvid, checkpoint="last.pth", limit=1, blend_init=0.5,
              blend_start=zeros)
     entry = Registry(models).get("to-zero")

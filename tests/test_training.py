@@ -629,6 +629,12 @@ def test_report_names_what_each_run_changed():
            "extra": {"init_from": "ade20k TopFormer-tiny (official checkpoint)"}}
     assert describe_recipe(cfg) == "strong, init ade20k TopFormer-tiny, lr 0.0002, frozen BN, class weight sqrt"
     assert describe_recipe({**cfg, "class_weight": "none", "head_lr_mult": 50}).endswith("lr 0.0002 (head x50), frozen BN")
+    grown = {**cfg, "class_weight": "none", "init": "runs/t/last.pth", "extra": {
+        "init_from": "the weights of runs/t/last.pth; grown tiny -> small (function-preserving widening)"}}
+    assert describe_recipe(grown) == "strong, init runs/t/last.pth, grown tiny -> small, lr 0.0002, frozen BN"
+    official = {**grown, "extra": {"init_from": "ade20k TopFormer-tiny (official checkpoint); grown tiny -> base (w)"}}
+    assert describe_recipe(official).startswith("strong, init ade20k TopFormer-tiny, grown tiny -> base, lr")
+    assert describe_recipe({**grown, "extra": {}}) == "strong, init last.pth, lr 0.0002, frozen BN"
     kd = {"recipe": "baseline", "teacher": "camvid-tiny", "distill_weight": 2.0, "distill_temp": 1.0,
           "extra": {"unlabelled_frames": 66}}
     assert describe_recipe(kd) == "baseline, teacher camvid-tiny (x2), 66 unlabelled frames"

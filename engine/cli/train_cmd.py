@@ -181,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
         return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
     if args.blend_init is not None and not args.name:
         raise StudioError("--blend-init applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
-    if args.blend_start is not None and args.blend_init is None:
-        raise StudioError("--blend-start names what --blend-init W blends with: give --blend-init too")
+    from ..training.run_weights import check_blend_options
+    check_blend_options(args.blend_init, args.blend_start)
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")

@@ -43,9 +43,10 @@ def describe_recipe(cfg: dict) -> str:
     parts = [cfg.get("recipe") or "-"]
     init_from = (cfg.get("extra") or {}).get("init_from")
     if cfg.get("init"):
-        parts.append(f"init {init_from.split(' (')[0]}" if init_from else f"init {Path(cfg['init']).name}")
-        if init_from and "; grown " in init_from:  # e.g. "grown tiny -> small"
-            parts.append(init_from.split("; ")[-1].split(" (")[0])
+        # init_from: "<start> (<detail>)[; grown tiny -> small (<detail>)]"; each step without its detail.
+        steps = [step.split(" (")[0] for step in init_from.split("; ")] if init_from else [Path(cfg["init"]).name]
+        parts.append(f"init {steps[0].removeprefix('the weights of ')}")
+        parts.extend(steps[1:])
         parts.append(f"lr {cfg.get('lr'):g}" + (f" (head x{cfg.get('head_lr_mult'):g})" if cfg.get("head_lr_mult") != 10 else ""))
     if cfg.get("freeze_bn"):
         parts.append("frozen BN")

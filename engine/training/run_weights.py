@@ -73,11 +73,18 @@ def soup(states: list[dict], configs: list[dict], runs: list[Path]) -> dict:
             for k, v in states[0].items()}
 
 
+def check_blend_options(blend_init: float | None, blend_start: str | Path | None) -> None:
+    """``--blend-start`` only says what ``--blend-init W`` blends with: alone it would be ignored."""
+    if blend_start is not None and blend_init is None:
+        raise StudioError("--blend-start names what --blend-init W blends with: give --blend-init too")
+
+
 def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init: float | None = None,
                      blend_start: str | Path | None = None) -> tuple[torch.nn.Module, dict, dict]:
     """(model in eval mode, first run's checkpoint dict, first run's config) for a run spec:
     one run's weights or the soup of several, blended with the start (the run's --init, or
     ``blend_start``) when ``blend_init``."""
+    check_blend_options(blend_init, blend_start)
     runs = run_folders(spec)
     read = [read_checkpoint(run / checkpoint) for run in runs]
     states, ckpt, cfg = [r[0] for r in read], read[0][1], read[0][2]

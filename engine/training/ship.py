@@ -122,8 +122,6 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
 
     runs = run_folders(run)
     run_dir = runs[0]
-    if blend_start is not None and blend_init is None:
-        raise StudioError("--blend-start names what --blend-init W blends with: give --blend-init too")
     model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init, blend_start)
     info = dataset_info(dataset)
     if model.num_classes != info.num_classes:
