@@ -116,6 +116,10 @@ def test_bench_json(random_models_dir):
     full = {r["frame"]: r["input"] for r in rows if r["scale"] == "full"}
     assert full == {"1280x720": "1280x704", "768x432": "768x448"}
     assert all(0 < r["boundary_share"] < 1 for r in rows if r["scale"] == "full")
+    # A misspelt model name: one line naming what is installed, before any table line.
+    proc = cli("bench", "--models", "tiny-random,tiny-randon", "--models-dir", str(random_models_dir))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "no model named 'tiny-randon'" in one_line_error(proc) and "tiny-random" in proc.stderr
 
 
 class _CheckpointServer(http.server.BaseHTTPRequestHandler):

@@ -61,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
     for s in scales:
         parse_scale(s)
     sizes = _sizes(args.sizes)
+    if names:  # a misspelt name fails before the table starts, saying what is installed
+        from ..models.registry import Registry
+        registry = Registry(args.models_dir)
+        for name in names:
+            registry.get(name)
     cpu = cpu_line()
     if not args.json:
         print(cpu)
