@@ -95,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validate every N epochs (default 5; may be changed on --resume)")
     recipe.add_argument("--seed", type=int, default=0)
     recipe.add_argument("--init", default=None,
-                        help="start from a run's checkpoint (e.g. runs/x/best.pth) or an official mmseg checkpoint "
+                        help="start from a run's checkpoint (e.g. runs/x/best.pth), an installed model's FP32 ONNX "
+                             "(e.g. models/camvid-tiny.onnx; BatchNorm comes folded: use --freeze-bn) or an official mmseg checkpoint "
                              "of the same variant (ADE20K: classifier rows mapped to the dataset's classes); a Tiny is grown "
                              "into a Small or Base that computes the same function (engine/training/grow.py)")
     recipe.add_argument("--freeze-bn", action="store_true", default=None,
