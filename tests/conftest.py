@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,12 @@ SHARED = Path(os.environ.get("STUDIO_SHARED_DIR", REPO.parent / "shared"))
 REQUIRE = os.environ.get("STUDIO_REQUIRE_SHARED") == "1"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+# A shell starts a background job with Ctrl-C ignored, and an ignored signal stays ignored in
+# every child: the Ctrl-C tests' commands would then never see it. A handler (unlike "ignore")
+# is reset by exec, so the commands the tests start meet Ctrl-C as they would at a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _torch_available() -> bool:
