@@ -42,6 +42,19 @@ def test_bundled_model_read_back_gives_its_logits(name):
     assert torch.equal(state[f"{bn}.weight"], torch.ones_like(state[f"{bn}.weight"]))
 
 
+def test_tiny_read_back_grows_into_a_small_with_its_logits():
+    """Folded BatchNorms (weight 1, mean 0) grow like any others: the Small starts where the Tiny is."""
+    from engine.training.grow import grow_state
+
+    state, _, _ = onnx_state(MODELS / "camvid-tiny.onnx")
+    tiny, small = create_model("tiny", 11), create_model("small", 11)
+    tiny.load_state_dict(state, strict=True)
+    small.load_state_dict(grow_state(state, "tiny", "small", 11), strict=True)
+    x = torch.randn(1, 3, 160, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(tiny.eval()(x), small.eval()(x), atol=1e-4)
+
+
 def test_misread_weights_and_other_files_are_refused(tmp_path):
     state, variant, classes = onnx_state(MODELS / "camvid-tiny.onnx")
     conv = next(c for c, bn in conv_order(create_model(variant, classes)) if bn)

@@ -85,12 +85,13 @@ def onnx_state(path: str | Path) -> tuple[dict, str, int]:
         bias = weights.get(node.input[2]) if len(node.input) > 2 else None
         if weight is None or tuple(weight.shape) != tuple(state[f"{conv}.weight"].shape):
             raise StudioError(f"--init: {path} does not match a TopFormer-{variant} at {conv}")
-        bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias
         state[f"{conv}.weight"] = torch.from_numpy(weight.copy())
+        if bn is None and bias is not None and f"{conv}.bias" not in state:
+            raise StudioError(f"--init: {path} has a bias at {conv}, where the network has none")
+        bias = np.zeros(weight.shape[0], np.float32) if bias is None else bias
+        if f"{conv}.bias" in state:  # with a BatchNorm after it, the folded bias goes there instead
+            state[f"{conv}.bias"] = torch.from_numpy(bias.copy()) if bn is None else torch.zeros(weight.shape[0])
         if bn is None:
-            if f"{conv}.bias" not in state:
-                raise StudioError(f"--init: {path} has a bias at {conv}, where the network has none")
-            state[f"{conv}.bias"] = torch.from_numpy(bias.copy())
             continue
         eps = model.get_submodule(bn).eps
         state[f"{bn}.weight"] = torch.ones(weight.shape[0])
