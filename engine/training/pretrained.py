@@ -89,13 +89,18 @@ def matched_variant(state: dict, found: str, variant: str, num_classes: int, pat
     return grown, f"{how}; grown {found} -> {variant} (function-preserving widening)"
 
 
+def is_onnx(path: str | Path) -> bool:
+    """An installed model's file (weights with BatchNorm folded) rather than a checkpoint."""
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def init_weights(path: Path, cfg: TrainConfig) -> dict:
     """Model weights to start from: a run's checkpoint (best.pth: its weights; last.pth: EMA if
     any), an installed model's FP32 ONNX file (``onnx_weights``: run folders stay on the machine
     that trained, models/ travels) or an official mmseg checkpoint (``{"meta", "state_dict"}``,
     e.g. ADE20K), whose classifier is mapped to this dataset's classes (``official_init``); an
     official or ONNX file records how in ``cfg.extra['init_from']``."""
-    if path.suffix.lower() == ".onnx":  # an installed model: its weights with BatchNorm folded in
+    if is_onnx(path):  # an installed model: its weights with BatchNorm folded in
         from .onnx_weights import onnx_state
         if not cfg.freeze_bn:  # batch statistics would undo the folding: another network
             raise StudioError(f"--init {path}: an ONNX start has its BatchNorm folded into the convs: add --freeze-bn")
@@ -151,7 +156,7 @@ def blend_with_init(state: dict, run_config: dict, weight: float, start: str | P
     path = start or cfg.init
     if not path:
         raise StudioError("--blend-init: the run did not start from --init weights, so there is nothing to blend with")
-    if start and (Path(start).suffix.lower() == ".onnx") != (Path(cfg.init or "").suffix.lower() == ".onnx"):
+    if start and is_onnx(start) != is_onnx(cfg.init or ""):
         # BatchNorm folded on one side only: the same network, other coordinates, so a weight mean means nothing.
         raise StudioError("--blend-start: an ONNX start blends only with a run that started from an ONNX file, "
                           "and a checkpoint start only with a run that started from a checkpoint")

@@ -43,6 +43,13 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
+def blend_flags(weight: float | None, start: str | Path | None) -> str:
+    """The command-line flags that ship a run blended as asked (" --blend-init W [--blend-start S]")."""
+    if weight is None:
+        return ""
+    return f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
+
+
 def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID,
                                figures: dict | None = None, start: str | Path | None = None) -> dict:
     """``selection_figures`` of a selection run (or soup of runs) shipped as the model is:
@@ -62,7 +69,7 @@ def measured_selection_figures(spec: str | Path, weight: float | None, data: str
         _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
-    blend = "" if weight is None else f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
+    blend = blend_flags(weight, start)
     how = [] if weight is None else [f"blended with the start ({blend.strip()})"]
     if len(runs) > 1:
         how.insert(0, f"averaged over {len(runs)} runs (a soup)")
@@ -190,8 +197,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + (f" --blend-init {blend_init:g}" if blend_init is not None else "")
-                        + (f" --blend-start {blend_start}" if blend_start else ""))
+                        + blend_flags(blend_init, blend_start))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {
