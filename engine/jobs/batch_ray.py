@@ -68,9 +68,18 @@ class _Worker:
         return os.getpid()
 
     def annotate(self, task: dict) -> dict:
+        import ray
+
         pid = os.getpid()
-        result = run_task(task, lambda e: self.sink.push.remote({**e, "worker": pid}), threading.Event())
-        return result
+
+        def emit(event: dict) -> None:
+            ref = self.sink.push.remote({**event, "worker": pid})
+            # A push still queued in this process is lost if it dies: wait for all but progress
+            # (a "started" lost that way leaves a killed attempt uncounted).
+            if event["type"] != "progress":
+                ray.get(ref)
+
+        return run_task(task, emit, threading.Event())
 
 
 class RayExecutor:
