@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,27 @@ def check_output_target(path: Path | str) -> Path:
         raise StudioError(f"cannot write {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise StudioError(f"cannot write {path}: folder {parent} is not writable")
+    return path
+
+
+def check_folder_creatable(path: Path | str) -> Path:
+    """Refuse an output folder that lies inside a file, or that cannot be created where it is asked.
+
+    A missing folder is probed by creating (and at once removing) a uniquely named folder in its
+    nearest existing ancestor: permission bits do not tell (root passes them; /proc and /sys
+    refuse anyway), so a job finds out before it prints or computes anything.
+    """
+    path = Path(path)
+    for parent in [path, *path.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise StudioError(f"cannot use output folder {path}: {parent} is a file")
+        if parent.exists():
+            break
+    if parent != path:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+        except OSError as exc:
+            raise StudioError(f"cannot create output folder {path}: {os_reason(exc)}") from None
     return path
 
 

@@ -287,7 +287,7 @@ def test_ctrl_c_says_how_to_continue_and_exits_130(tmp_path, shipped_models_dir,
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.shared
 @pytest.mark.parametrize("case", ["missing", "truncated", "not-video", "unknown-model", "dir-in-file",
-                                  "existing-dir", "other-settings"])
+                                  "uncreatable", "existing-dir", "other-settings"])
 def test_bad_input_one_line_exit_2(case, tmp_path, shipped_models_dir, videos, reference):
     video, model, out = videos / CLIP, MODEL, tmp_path / "out"
     before = None
@@ -305,6 +305,10 @@ def test_bad_input_one_line_exit_2(case, tmp_path, shipped_models_dir, videos, r
     elif case == "dir-in-file":
         (tmp_path / "file").write_text("x")
         out = tmp_path / "file" / "out"  # unwritable even for root: its parent is a regular file
+    elif case == "uncreatable":  # /proc refuses new folders even to root, whose permission bits all pass
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc on this system")
+        out = Path("/proc/studio-test-out")
     elif case in ("existing-dir", "other-settings"):
         out = reference[0]
         before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
@@ -318,6 +322,8 @@ def test_bad_input_one_line_exit_2(case, tmp_path, shipped_models_dir, videos, r
         assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     elif case != "dir-in-file":
         assert not out.exists()
+    if case == "uncreatable":  # refused before the job's header line, the only line is the error
+        assert lines[0] == f"error: cannot create output folder {out}: No such file or directory"
 
 
 @pytest.mark.shared

@@ -23,7 +23,7 @@ from ..paths import DEFAULT_CAMVID
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
                  "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
+                 "label_smoothing", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
 
 
@@ -89,6 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OHEM: at least this many hardest pixels per batch (default 100000)")
     recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default=None)
     recipe.add_argument("--label-smoothing", type=float, default=None)
+    recipe.add_argument("--aux-weight", type=float, default=None,
+                        help="weight of the auxiliary heads' loss on the 1/16 and 1/32 features, training only (default 0 = off)")
     recipe.add_argument("--drop-path", type=float, default=None)
     recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,

@@ -47,6 +47,7 @@ class TrainConfig:
     ohem_min_kept: int = 100_000  # OHEM: at least this many hardest pixels per batch
     class_weight: str = "none"
     label_smoothing: float = 0.0
+    aux_weight: float = 0.0  # > 0: auxiliary heads on the 1/16 and 1/32 features (engine.training.aux_heads)
     drop_path: float = 0.1
     ema: float = 0.999  # 0 disables EMA
     eval_every: int = 5

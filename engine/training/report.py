@@ -52,6 +52,8 @@ def describe_recipe(cfg: dict) -> str:
         parts.append("frozen BN")
     if cfg.get("class_weight") not in (None, "none"):
         parts.append(f"class weight {cfg['class_weight']}")
+    if cfg.get("aux_weight"):
+        parts.append(f"aux heads x{cfg['aux_weight']:g}")
     if cfg.get("teacher"):
         kd = f"teacher {cfg['teacher']} (x{cfg.get('distill_weight', 1.0):g}"
         kd += f", T {cfg['distill_temp']:g})" if cfg.get("distill_temp", 1.0) != 1.0 else ")"

@@ -152,7 +152,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
                                             "warmup_iters", "scale_range", "scale_sampling", "cat_max_ratio", "rare_crop",
                                             "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                                            "label_smoothing", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
+                                            "label_smoothing", "aux_weight", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),

@@ -40,6 +40,7 @@ from .config import TrainConfig
 from .ema import EMA
 from .pretrained import init_weights
 from .losses import build_criterion
+from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
 from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
 from .validation import ValFrames, confusion_torch, validate
 
@@ -252,6 +253,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         torch.backends.cudnn.benchmark = True
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
+    make_aux_heads(cfg)  # so does a negative --aux-weight
 
     train_samples, val_samples, train_frames = select_data(cfg)
     if not resume:
@@ -283,6 +285,10 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     groups = param_groups(model, cfg)
+    aux = make_aux_heads(cfg)
+    if aux is not None:
+        aux = aux.to(device).to(memory_format=fmt)
+        groups += aux_param_groups(aux, cfg.head_lr_mult, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     iters_per_epoch = len(make_batches(len(images), cfg.batch, np.random.default_rng(0)))
@@ -298,6 +304,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         load_optimizer_state(optimizer, ckpt["optimizer"], _saved_param_names(ckpt, model, cfg))
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
+        if aux is not None:
+            aux.load_state_dict(ckpt["aux"])
         start_epoch, it, best = ckpt["epoch"], ckpt["iter"], ckpt["best"]
         train_s_before = float(ckpt.get("train_s", 0.0))
         torch.set_rng_state(ckpt["torch_rng"])
@@ -326,9 +334,13 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                low = model(x)
+                feats = model.backbone(x)
+                low = model.decode_head(feats)
                 logits = F.interpolate(low, size=y.shape[1:], mode="bilinear", align_corners=False)
                 loss = supervised_loss(criterion, logits, y, cfg.ignore_index)
+                if aux is not None:
+                    loss = loss + cfg.aux_weight * aux_loss(
+                        aux, feats, y, lambda out, lab: supervised_loss(criterion, out, lab, cfg.ignore_index))
                 if teacher is not None:
                     soft = teacher.logits([c[0] for c in crops]).to(device)
                     loss = loss + cfg.distill_weight * distill_loss(low, soft, cfg.distill_temp)
@@ -382,7 +394,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             if on_log is not None:
                 on_log(_eval_message(done, record, cfg.holdout_drive))
         atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "ema": ema.state_dict() if ema is not None else None, "epoch": done, "iter": it,
+                     "ema": ema.state_dict() if ema is not None else None, "epoch": done,
+                     "aux": aux.state_dict() if aux is not None else None, "iter": it,
                      "param_names": [n for g in optimizer.param_groups for n in g["names"]],
                      "best": best, "train_s": train_s_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
                      "np_rng": _rng_for_epoch(cfg, done).bit_generator.state}, last)

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from ...errors import StudioError
-from ...fileio import TMP_PREFIX, atomic_write_bytes, remove_quietly
+from ...fileio import TMP_PREFIX, atomic_write_bytes, check_folder_creatable, remove_quietly
 from .plan import frame_name
 
 try:
@@ -130,12 +130,8 @@ class OutputFolder:
         return self.masks / f"{frame_name(index)}.png"
 
     def check_parents(self) -> None:
-        """Refuse an output folder that is, or lies inside, a file."""
-        for parent in [self.path, *self.path.parents]:
-            if parent.exists() and not parent.is_dir():
-                raise StudioError(f"cannot use output folder {self.path}: {parent} is a file")
-            if parent.exists():
-                break
+        """Refuse an output folder that is, or lies inside, a file, or that cannot be created."""
+        check_folder_creatable(self.path)
 
     def has_content(self) -> bool:
         """True when the folder holds anything besides our lock file."""
