@@ -41,6 +41,7 @@ from .ema import EMA
 from .pretrained import init_weights
 from .losses import build_criterion
 from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
+from .optim import load_optimizer_state, lr_factor, param_groups, saved_param_names
 from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
 from .validation import ValFrames, confusion_torch, validate
 
@@ -63,69 +64,6 @@ OnLog = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------- helpers
-
-def lr_factor(it: int, total: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base lr at iteration ``it``: linear warm-up from 1e-6, then poly."""
-    poly = (1.0 - min(it, total) / max(total, 1)) ** cfg.poly_power
-    f = poly * (1.0 - cfg.min_lr / cfg.lr) + cfg.min_lr / cfg.lr if cfg.lr > 0 else poly
-    if it < cfg.warmup_iters:
-        k = it / cfg.warmup_iters
-        f *= 1e-6 + (1.0 - 1e-6) * k
-    return f
-
-
-def _group_key(name: str, p_ndim: int) -> tuple[bool, bool]:
-    return name.startswith("decode_head."), p_ndim > 1
-
-
-def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Backbone and head (lr x head_lr_mult) groups; norms and biases get no weight decay.
-    Each group also carries its parameter names (``names``) so optimizer state can be
-    matched by name on resume, whatever order the model registers its modules in."""
-    groups: dict[tuple[bool, bool], list] = {(h, d): [] for h in (False, True) for d in (False, True)}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            groups[_group_key(name, p.ndim)].append((name, p))
-    out = []
-    for (head, decay), items in groups.items():
-        if items:
-            out.append({"params": [p for _, p in items], "names": [n for n, _ in items],
-                        "lr_mult": cfg.head_lr_mult if head else 1.0,
-                        "weight_decay": cfg.weight_decay if decay else 0.0})
-    return out
-
-
-def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, saved_names: list[str]) -> None:
-    """Load AdamW state saved under another parameter order: indices are remapped by name."""
-    new_names = [n for g in optimizer.param_groups for n in g["names"]]
-    if sorted(saved_names) != sorted(new_names):
-        raise StudioError("the checkpoint's optimizer does not match this model's parameters")
-    old_index = {n: i for i, n in enumerate(saved_names)}
-    remapped = {"state": {}, "param_groups": []}
-    new_i = 0
-    for g_new, g_old in zip(optimizer.param_groups, saved["param_groups"]):
-        ids = []
-        for n in g_new["names"]:
-            if old_index[n] in saved["state"]:
-                remapped["state"][new_i] = saved["state"][old_index[n]]
-            ids.append(new_i)
-            new_i += 1
-        remapped["param_groups"].append({**g_old, "params": ids, "names": list(g_new["names"])})
-    optimizer.load_state_dict(remapped)
-
-
-def _saved_param_names(ckpt: dict, model: nn.Module, cfg: TrainConfig) -> list[str]:
-    """Flat optimizer parameter order of a checkpoint. Checkpoints written before names were
-    stored: rebuilt from the saved state_dict's key order (= that model's registration order)."""
-    if ckpt.get("param_names"):
-        return list(ckpt["param_names"])
-    params = dict(model.named_parameters())
-    groups: dict[tuple[bool, bool], list[str]] = {(h, d): [] for h in (False, True) for d in (False, True)}
-    for name in ckpt["model"]:
-        if name in params:
-            groups[_group_key(name, params[name].ndim)].append(name)
-    return [n for names in groups.values() for n in names]
-
 
 def _rng_for_epoch(cfg: TrainConfig, epoch: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, epoch])
@@ -301,7 +239,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
 
     if resume:
         model.load_state_dict(ckpt["model"])
-        load_optimizer_state(optimizer, ckpt["optimizer"], _saved_param_names(ckpt, model, cfg))
+        load_optimizer_state(optimizer, ckpt["optimizer"], saved_param_names(ckpt, model, cfg))
         if ema is not None and ckpt.get("ema"):
             ema.load_state_dict(ckpt["ema"])
         if aux is not None:
