@@ -59,6 +59,28 @@ def scale_arg(value: str) -> str:
     return value
 
 
+def parse_factors(text: str) -> tuple[float, ...]:
+    """The factors of ``--multiscale``: ``"1,2"`` -> (1.0, 2.0), each checked like a scale, no repeats."""
+    parts = str(text).split(",")
+    if not all(p.strip() for p in parts):
+        raise StudioError(f"--multiscale: expected factors like 1,2, not {text!r}")
+    factors = tuple(parse_scale(p) for p in parts)
+    if len(set(factors)) != len(factors):
+        raise StudioError(f"--multiscale: a factor is repeated in {text!r}")
+    return factors
+
+
+def factors_arg(value: str) -> str:
+    """argparse ``type=`` for ``--multiscale``: checks the factors, keeps the user's spelling."""
+    import argparse
+
+    try:
+        parse_factors(value)
+    except StudioError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def round_to_multiple(value: float, multiple: int) -> int:
     """``value`` rounded to the nearest multiple of ``multiple`` (never below one multiple)."""
     if multiple <= 0:

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         inputs=list(args.video), model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
         every=args.every, start=args.start, end=args.end, formats=args.formats, opacity=args.opacity,
         threads=args.threads, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-        chunk_seconds=args.chunk_seconds)
+        chunk_seconds=args.chunk_seconds, multiscale=args.multiscale)
     opts.check()
     executor = _executor(args)
     err = sys.stderr

@@ -18,7 +18,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 from ..jobs import annotate as ann  # noqa: E402
 from ..jobs.bench import sample_frames, segment_fps  # noqa: E402
-from ..scales import scale_arg  # noqa: E402
+from ..scales import factors_arg, scale_arg  # noqa: E402
 from . import add_models_dir, run_resumable  # noqa: E402
 
 SAMPLE_FRAMES = 24  # frames of the selection timed through Segmenter.segment for --json
@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--end", default=None, metavar="T", help="end time (exclusive), seconds or [hh:]mm:ss")
     parser.add_argument("--formats", default=",".join(ann.FORMATS),
                         help=f"comma-separated outputs (default {','.join(ann.FORMATS)})")
+    parser.add_argument("--multiscale", default=None, type=factors_arg, metavar="FACTORS",
+                        help="average the class probabilities of several input factors, e.g. 1,2: better masks on "
+                             "unseen footage, the network run once per factor (instead of --scale)")
     parser.add_argument("--opacity", type=float, default=0.5, help="mask opacity in overlay.mp4 (default 0.5)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue an interrupted job in DIR")
@@ -56,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "merged back into one folder per video (identical to a single run)")
 
 
+def _scale_text(job: "ann.AnnotateJob") -> str:
+    size = f"{job.input_hw[1]}x{job.input_hw[0]}"
+    if job.multiscale:
+        return f"multiscale {','.join(f'{f:g}' for f in job.multiscale)} (largest input {size})"
+    return f"{job.scale} scale (input {size})"
+
+
 def run(args: argparse.Namespace) -> int:
     from ..jobs import batch
 
@@ -67,20 +77,20 @@ def run(args: argparse.Namespace) -> int:
     options = ann.AnnotateOptions(
         video=args.video[0], model=args.model, out=args.out, models_dir=args.models_dir, scale=args.scale,
         every=args.every, start=args.start, end=args.end, formats=args.formats, opacity=args.opacity,
-        resume=args.resume, overwrite=args.overwrite, threads=args.threads)
+        resume=args.resume, overwrite=args.overwrite, threads=args.threads, multiscale=args.multiscale)
     job = ann.AnnotateJob(options).prepare()
     seg = job.segmenter
     total = len(job.indices)
     err = sys.stderr
     print(f"annotating {job.video.name} ({job.width}x{job.height}, {job.fps:g} fps): {total} frames "
           f"[{ann.frame_name(job.indices[0])}..{ann.frame_name(job.indices[-1])}] with {seg.name} "
-          f"at {job.scale} scale (input {job.input_hw[1]}x{job.input_hw[0]}) -> {job.out}", file=err)
+          f"at {_scale_text(job)} -> {job.out}", file=err)
 
     # --json: Segmenter.segment alone on a sample of the same frames, half before the job and half
     # after it, so a change of machine load during the run affects both speeds alike
     sample = sample_frames(job.video, job.indices, SAMPLE_FRAMES) if args.json and not job.is_complete() else []
     first, second = sample[: len(sample) // 2], sample[len(sample) // 2:]
-    baseline = [segment_fps(seg, first, job.scale, SAMPLE_SECONDS)]
+    baseline = [segment_fps(seg, first, job.scale, SAMPLE_SECONDS, job.multiscale)]
 
     bar = None
     if not args.no_progress:
@@ -109,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
               f"{result.fps:.2f} frames/s -> {job.out}: {', '.join(result.files)}", file=err)
 
     if args.json:
-        baseline.append(segment_fps(seg, second, job.scale, SAMPLE_SECONDS))
+        baseline.append(segment_fps(seg, second, job.scale, SAMPLE_SECONDS, job.multiscale))
         n = sum(b[0] for b in baseline)
         secs = sum(b[1] for b in baseline)
         seg_fps = n / secs if secs > 0 else 0.0
@@ -119,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             "fps": round(fps, 3), "segment_fps": round(seg_fps, 3), "segment_calls": n, "segment_sample_frames": len(sample),
             "ratio": round(fps / seg_fps, 3) if seg_fps > 0 and result.inferred else None,
             "model": seg.name, "scale": job.scale, "input_size": list(job.input_hw),
+            "multiscale": list(job.multiscale) if job.multiscale else None,
             "codec": result.codec, "out": str(job.out), "already_complete": result.already_complete,
         }))
     return 0

@@ -12,7 +12,7 @@ import json
 import sys
 
 from . import add_models_dir
-from ..scales import SCALE_NAMES, scale_arg
+from ..scales import SCALE_NAMES, factors_arg, scale_arg
 from ..paths import DEFAULT_CAMVID
 
 
@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drive", action="append", default=None, metavar="DRIVE",
                         help="only frames of this drive (name prefix, e.g. 0006R0); repeatable")
     parser.add_argument("--scale", default="full", type=scale_arg, help="full | half | a factor (default full)")
+    parser.add_argument("--multiscale", default=None, type=factors_arg, metavar="FACTORS",
+                        help="average the class probabilities of several input factors, e.g. 1,2 (instead of --scale)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     parser.add_argument("--json", action="store_true", help="print one JSON object (with per_drive)")
     add_models_dir(parser)
@@ -31,9 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.evaluate import evaluate_model, format_report
 
-    from ..scales import parse_scale
+    from ..errors import StudioError
+    from ..scales import parse_factors, parse_scale
 
+    if args.multiscale is not None and args.scale != "full":
+        raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
     scale = args.scale if args.scale in SCALE_NAMES else parse_scale(args.scale)
+    multiscale = parse_factors(args.multiscale) if args.multiscale is not None else None
     drives = [d for text in args.drive for d in text.split(",") if d] if args.drive else None
     bar = None
 
@@ -46,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         res = evaluate_model(args.model, args.data, args.split, models_dir=args.models_dir, limit=args.limit,
-                             scale=scale, drives=drives, on_progress=None if args.json else progress)
+                             scale=scale, drives=drives, on_progress=None if args.json else progress,
+                             multiscale=multiscale)
     finally:
         if bar is not None:
             bar.close()

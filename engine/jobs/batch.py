@@ -26,7 +26,7 @@ from .batch_task import (  # noqa: F401 - re-exported: one import for callers
     Event, EventCallback, available_cores, run_task, thread_budget)
 from ..errors import StudioError
 from ..models.registry import Registry
-from ..scales import parse_scale
+from ..scales import parse_factors, parse_scale
 from ..io.sources import VIDEO_EXTENSIONS
 
 GLOB_CHARS = set("*?[")
@@ -113,19 +113,24 @@ class BatchOptions:
     resume: bool = False
     overwrite: bool = False
     chunk_seconds: float | None = None  # split videos longer than this into time ranges (merged after)
+    multiscale: str | None = None  # average these input factors (engine/run/multiscale.py)
     kill_first_attempt: dict[str, int] = field(default_factory=dict)  # tests: "name" or "name:chunk" -> frame
 
     def settings(self) -> dict:
         """What every video's output depends on; a resumed batch must match."""
         return {"model": self.model, "scale": self.scale, "every": int(self.every),
                 "start": self.start, "end": self.end, "formats": list(ann.parse_formats(self.formats)),
-                "opacity": float(self.opacity)}
+                "opacity": float(self.opacity), **({"multiscale": self.multiscale} if self.multiscale else {})}
 
     def check(self) -> None:
         """Settings errors once, in the driver, before any worker starts (exit 2, not N failures)."""
         if int(self.every) < 1:
             raise StudioError(f"--every must be 1 or more (got {self.every})")
         parse_scale(self.scale)
+        if self.multiscale is not None:
+            parse_factors(self.multiscale)
+            if parse_scale(self.scale) != 1.0:
+                raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
         ann.parse_formats(self.formats)
         ann.parse_time(self.start), ann.parse_time(self.end)
         if not 0.0 <= float(self.opacity) <= 1.0:
@@ -197,7 +202,7 @@ def plan_batch(opts: BatchOptions, executor: Executor) -> tuple[BatchState, list
     job_options = {"model": opts.model, "models_dir": str(opts.models_dir) if opts.models_dir else None,
                    "scale": opts.scale, "every": int(opts.every), "start": opts.start, "end": opts.end,
                    "formats": ann.parse_formats(opts.formats), "opacity": float(opts.opacity),
-                   "threads": described.get("threads_per_worker")}
+                   "threads": described.get("threads_per_worker"), "multiscale": opts.multiscale}
     state.job_options = job_options
     tasks = []
     mode = "overwrite" if opts.overwrite else "new"

@@ -308,17 +308,26 @@ def sample_frames(video: Path | str, indices: list[int], count: int) -> list[np.
     return frames
 
 
-def segment_fps(segmenter: Segmenter, frames: list[np.ndarray], scale, min_seconds: float = 0.0) -> tuple[int, float]:
-    """(calls, seconds) of ``Segmenter.segment`` alone over ``frames`` after one warm-up call;
-    the frames are cycled until ``min_seconds`` have passed (short windows are noisy on a busy machine)."""
+def segment_fps(segmenter: Segmenter, frames: list[np.ndarray], scale, min_seconds: float = 0.0,
+                multiscale: tuple[float, ...] | None = None) -> tuple[int, float]:
+    """(calls, seconds) of ``Segmenter.segment`` alone (``segment_multiscale`` with ``multiscale``)
+    over ``frames`` after one warm-up call; the frames are cycled until ``min_seconds`` have
+    passed (short windows are noisy on a busy machine)."""
     if not frames:
         return 0, 0.0
-    segmenter.segment(frames[0], scale)
+    if multiscale:
+        from ..run.multiscale import segment_multiscale
+
+        def segment(frame: np.ndarray, _scale) -> None:
+            segment_multiscale(segmenter, frame, multiscale)
+    else:
+        segment = segmenter.segment
+    segment(frames[0], scale)
     calls = 0
     t = time.perf_counter()
     while True:
         for frame in frames:
-            segmenter.segment(frame, scale)
+            segment(frame, scale)
         calls += len(frames)
         seconds = time.perf_counter() - t
         if seconds >= min_seconds:

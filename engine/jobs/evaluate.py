@@ -86,11 +86,14 @@ def metrics_by_group(confs: dict[str, np.ndarray], counts: dict[str, int],
 
 def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "val",
                    models_dir: str | Path | None = None, limit: int | None = None, scale: str | float = "full",
-                   drives: Sequence[str] | None = None, on_progress: ProgressFn | None = None) -> EvalResult:
+                   drives: Sequence[str] | None = None, on_progress: ProgressFn | None = None,
+                   multiscale: Sequence[float] | None = None) -> EvalResult:
     """Run model ``name`` (from the registry) over ``data``/``split`` and score it, over all
     frames and per drive. ``split`` may name several splits (``"train,val"``); ``drives``
     keeps only those drives' frames; ``limit`` keeps the first N frames (by name, after the
-    drive selection)."""
+    drive selection). ``multiscale``: average the class probabilities of these input factors
+    instead of one ``scale`` (engine/run/multiscale.py)."""
+    from ..run.multiscale import segment_multiscale
     from ..run.segmenter import Segmenter
 
     samples = select_samples(data, split, drives=drives)
@@ -109,7 +112,7 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
         label = read_label(s.label)
         if label.shape != frame.shape[:2]:
             raise StudioError(f"{s.name}: image {frame.shape[:2]} and label {label.shape} sizes differ")
-        result = seg.segment(frame, scale=scale)
+        result = segment_multiscale(seg, frame, multiscale) if multiscale else seg.segment(frame, scale=scale)
         pred = result.labels
         if result.confidence is not None:
             confidences.append(result.confidence)
@@ -123,7 +126,8 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
     metrics = metrics_from_confusion(sum(confs.values()), names)
     split_text = split if isinstance(split, str) else ",".join(split)
     shares = predicted / max(int(predicted.sum()), 1)
-    return EvalResult(name, split_text, len(samples), str(scale), metrics, time.perf_counter() - t0,
+    scale_text = "multiscale " + ",".join(f"{f:g}" for f in multiscale) if multiscale else str(scale)
+    return EvalResult(name, split_text, len(samples), scale_text, metrics, time.perf_counter() - t0,
                       per_drive=metrics_by_group(confs, counts, names),
                       confidence=float(np.mean(confidences)) if confidences else None,
                       class_shares={c: round(float(v), 4) for c, v in zip(names, shares)})

@@ -78,3 +78,25 @@ def qtbot_button():
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+def test_multiscale_choice_runs_a_multiscale_job(qtbot, shipped_models_dir, videos, tmp_path):
+    video = videos / "highway-1280x720-short.mp4"
+    out = tmp_path / "job"
+    dialog = make_dialog(qtbot, shipped_models_dir, video, out)
+    dialog.scale_combo.setCurrentIndex(dialog.scale_combo.findText("multi-scale", flags=_contains()))
+    dialog.every_spin.setValue(19)  # frames 0 and 19
+    for name in ("overlay", "cvat", "stats"):
+        dialog.format_checks[name].setChecked(False)
+    options = dialog.options()
+    assert options.scale == "full" and options.multiscale == "1,2"
+    with qtbot.waitSignal(dialog.job_finished, timeout=120_000) as finished:
+        dialog.start()
+    assert finished.args == ["done"], dialog.status_label.text()
+    assert json.loads((out / "summary.json").read_text())["settings"]["multiscale"] == [1.0, 2.0]
+
+
+def _contains():
+    from PySide6.QtCore import Qt
+
+    return Qt.MatchFlag.MatchContains

@@ -20,7 +20,7 @@ import numpy as np
 from ...run import overlay
 from ...io.cvat import cvat_label_colors
 from ...errors import SourceError, StudioError
-from ...scales import scale_name
+from ...scales import parse_factors, scale_name
 from ...run.segmenter import Segmenter
 from ...io.sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable
 from .folder import CVAT_FILE, OVERLAY_FILE, SUMMARY_FILE, TOOL, OutputFolder
@@ -72,6 +72,10 @@ class AnnotateJob:
         o = self.opts
         self.every = parse_every(o.every)
         self.scale = scale_name(o.scale)  # validates; "0.5" and 0.5 are "half" (one fingerprint)
+        self.multiscale = None if o.multiscale is None else (
+            tuple(o.multiscale) if isinstance(o.multiscale, tuple) else parse_factors(o.multiscale))
+        if self.multiscale and self.scale != "full":
+            raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
         self.opacity = parse_opacity(o.opacity)
         if o.resume and o.overwrite:
             raise StudioError("choose one of --resume and --overwrite")
@@ -96,13 +100,17 @@ class AnnotateJob:
         if seg.entry.name != o.model:
             raise StudioError(f"the loaded model is {seg.entry.name!r}, the job asks for {o.model!r}")
         self.segmenter = seg
-        self.input_hw = seg.input_size((self.height, self.width), self.scale)
+        if self.multiscale and seg.legacy:
+            raise StudioError(f"--multiscale needs a model whose graph ends in logits; {seg.entry.name} computes "
+                              "labels in its graph (older layout): export it again")
+        sizes = [seg.input_size((self.height, self.width), f) for f in self.multiscale or (self.scale,)]
+        self.input_hw = max(sizes, key=lambda s: s[0] * s[1])
         self.palette_rgb = seg.palette_rgb
         self.lut = overlay.color_lut(seg.palette_bgr)
         self.cvat_labels, self.cvat_changed = cvat_label_colors(seg.class_names, self.palette_rgb)
         info = VideoInfo(self.video, self.width, self.height, self.fps, self.frame_count, video_digest(self.video))
         self.plan = JobPlan(info, self.formats, self.indices, self.scale, self.every, self.opacity,
-                            seg.entry.name, seg.entry.sha256, tuple(self.input_hw))
+                            seg.entry.name, seg.entry.sha256, tuple(self.input_hw), self.multiscale)
 
         # the output folder
         self._check_out()

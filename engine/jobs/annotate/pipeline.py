@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ...errors import SourceError, StudioError
 from ...io.indexed_png import read_mask
+from ...run.multiscale import segment_multiscale
 from ...run.segmenter import Segmenter
 from ...io.sources import SelectedFrames, decode_shortfall
 from .folder import OutputFolder
@@ -112,7 +113,7 @@ class Pipeline:
                         break  # the container over-counted its last frames (the one tolerance: sources)
                     raise SourceError(f"{video.path.name} is truncated or damaged: frame {index} of "
                                       f"{video.frame_count} cannot be read")
-                prepared = self.seg.prepare(image, plan.input_hw) if mask is None else None
+                prepared = self.seg.prepare(image, plan.input_hw) if mask is None and not plan.multiscale else None
                 self._put(self._in, DecodedFrame(n, index, image, prepared, mask))
             self._put(self._in, _END)
         except _Stop:
@@ -175,7 +176,8 @@ class Pipeline:
                     self._put(self._out, _END)
                     break
                 if item.mask is None:
-                    labels = self.seg.labels(item.prepared, frame_hw)
+                    labels = (segment_multiscale(self.seg, item.image, self.plan.multiscale).labels
+                              if self.plan.multiscale else self.seg.labels(item.prepared, frame_hw))
                     self.counts.inferred += 1
                 else:
                     labels = item.mask

@@ -34,6 +34,7 @@ class AnnotateOptions:
     resume: bool = False
     overwrite: bool = False
     threads: int | None = None
+    multiscale: str | tuple[float, ...] | None = None  # average these input factors (engine/run/multiscale.py)
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,13 @@ class JobPlan:
     opacity: float
     model: str
     model_sha256: str
-    input_hw: tuple[int, int]
+    input_hw: tuple[int, int]  # with multiscale: the largest input
+    multiscale: tuple[float, ...] | None = None
 
     def settings(self) -> dict:
         """What the outputs depend on; a resume must match every key (formats may change: they are rebuilt)."""
         v = self.video
+        multiscale = {"multiscale": list(self.multiscale)} if self.multiscale else {}  # absent: older jobs match
         return {
             "video": v.path.name,
             "video_size": [v.width, v.height],
@@ -79,6 +82,7 @@ class JobPlan:
             "first_frame": self.indices[0],
             "last_frame": self.indices[-1],
             "opacity": self.opacity,
+            **multiscale,
         }
 
 
