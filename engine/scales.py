@@ -48,17 +48,6 @@ def scale_name(value: Scale) -> str:
     return f"{factor:g}"
 
 
-def scale_arg(value: str) -> str:
-    """argparse ``type=`` for ``--scale``: checks the value, keeps the user's spelling."""
-    import argparse
-
-    try:
-        parse_scale(value)
-    except StudioError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
 def parse_factors(text: str) -> tuple[float, ...]:
     """The factors of ``--multiscale``: ``"1,2"`` -> (1.0, 2.0), each checked like a scale, no repeats."""
     parts = str(text).split(",")
@@ -70,15 +59,25 @@ def parse_factors(text: str) -> tuple[float, ...]:
     return factors
 
 
-def factors_arg(value: str) -> str:
-    """argparse ``type=`` for ``--multiscale``: checks the factors, keeps the user's spelling."""
+def _checked_arg(parse, value: str) -> str:
+    """An argparse ``type=``: ``parse`` checks the value (its error becomes argparse's), the spelling is kept."""
     import argparse
 
     try:
-        parse_factors(value)
+        parse(value)
     except StudioError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
+
+
+def scale_arg(value: str) -> str:
+    """argparse ``type=`` for ``--scale``."""
+    return _checked_arg(parse_scale, value)
+
+
+def factors_arg(value: str) -> str:
+    """argparse ``type=`` for ``--multiscale``."""
+    return _checked_arg(parse_factors, value)
 
 
 def round_to_multiple(value: float, multiple: int) -> int:
