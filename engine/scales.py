@@ -5,6 +5,8 @@ so ``--scale 0.75`` means the same thing everywhere and a typo is one clear erro
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .errors import StudioError
 
 Scale = str | float
@@ -56,6 +58,16 @@ def parse_factors(text: str) -> tuple[float, ...]:
     factors = tuple(parse_scale(p) for p in parts)
     if len(set(factors)) != len(factors):
         raise StudioError(f"--multiscale: a factor is repeated in {text!r}")
+    return factors
+
+
+def multiscale_factors(multiscale: str | Sequence[float] | None, scale: Scale = "full") -> tuple[float, ...] | None:
+    """The ``--multiscale`` factors (None when not asked for); they replace ``--scale``, which must stay full."""
+    if multiscale is None:
+        return None
+    factors = tuple(float(f) for f in multiscale) if not isinstance(multiscale, str) else parse_factors(multiscale)
+    if parse_scale(scale) != 1.0:
+        raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
     return factors
 
 

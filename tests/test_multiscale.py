@@ -108,3 +108,16 @@ def test_annotate_multiscale_masks_settings_and_resume(tmp_path, seg, shipped_mo
     again = annotate("--resume")
     assert again.returncode == 2 and "other settings" in again.stderr
     assert annotate("--multiscale", "0.5,1", "--resume").returncode == 0
+
+
+@pytest.mark.shared
+def test_segment_image_multiscale_writes_the_averaged_labels(tmp_path, seg, shipped_models_dir, camvid, capsys):
+    image = sorted((camvid / "images" / "val").iterdir())[1]
+    out, labels = tmp_path / "o.png", tmp_path / "l.png"
+    args = ["segment", str(image), "--model", MODEL, "--models-dir", str(shipped_models_dir), "--out", str(out)]
+    assert run_command(args + ["--labels", str(labels), "--multiscale", "1,2"]) == 0
+    assert "multiscale 1,2" in capsys.readouterr().out
+    expect = segment_multiscale(seg, cv2.imread(str(image)), (1.0, 2.0)).labels
+    assert np.array_equal(cv2.imread(str(labels), cv2.IMREAD_UNCHANGED), expect)
+    assert run_command(args + ["--multiscale", "1,2", "--scale", "half"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: --multiscale and --scale exclude each other")

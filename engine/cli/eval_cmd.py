@@ -33,13 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.evaluate import evaluate_model, format_report
 
-    from ..errors import StudioError
-    from ..scales import parse_factors, parse_scale
+    from ..scales import multiscale_factors, parse_scale
 
-    if args.multiscale is not None and args.scale != "full":
-        raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
     scale = args.scale if args.scale in SCALE_NAMES else parse_scale(args.scale)
-    multiscale = parse_factors(args.multiscale) if args.multiscale is not None else None
+    multiscale = multiscale_factors(args.multiscale, args.scale)
     drives = [d for text in args.drive for d in text.split(",") if d] if args.drive else None
     bar = None
 

@@ -15,7 +15,7 @@ import cv2
 from . import add_models_dir
 from ..errors import SourceError, StudioError
 from ..fileio import atomic_write_bytes, check_output_target
-from ..scales import scale_arg
+from ..scales import factors_arg, multiscale_factors, scale_arg
 from ..io.video_out import VIDEO_SUFFIXES, CheckedVideoWriter
 
 IMAGE_OUT_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="image or video file")
     parser.add_argument("--model", default="camvid-tiny", help="installed model name (default: camvid-tiny)")
     parser.add_argument("--scale", default="full", type=scale_arg, help="network input resolution: full, half or a factor")
+    parser.add_argument("--multiscale", default=None, type=factors_arg, metavar="FACTORS",
+                        help="average the class probabilities of several input factors, e.g. 1,2 (instead of --scale)")
     parser.add_argument("--out", required=True, help="output image (.png/.jpg) or video (.mp4)")
     parser.add_argument("--labels", help="images only: also write the class ids as a single-channel PNG")
     parser.add_argument("--opacity", type=opacity_arg, default=0.5, help="mask opacity 0..1 (default 0.5)")
@@ -72,11 +74,12 @@ def run(args: argparse.Namespace) -> int:
     source = ImageSource(src_path) if image_input else VideoFileSource(src_path)
     segmenter = Segmenter.load(args.model, args.models_dir)
     _check_outputs(out, labels_path, image_input)
+    segment = _labels_function(segmenter, args)
     start = time.perf_counter()
     with source:
         if isinstance(source, ImageSource):
             frame = source.read()
-            labels = segmenter.segment(frame.image, args.scale).labels
+            labels = segment(frame.image)
             overlay_data = _encode(out, blend(frame.image, labels, segmenter.palette_bgr, args.opacity))
             labels_data = _encode(labels_path, labels) if labels_path else None
             atomic_write_bytes(out, overlay_data)
@@ -84,9 +87,10 @@ def run(args: argparse.Namespace) -> int:
                 atomic_write_bytes(labels_path, labels_data)
             count = 1
         else:
-            count = _segment_video(source, segmenter, out, args.scale, args.opacity, blend)
+            count = _segment_video(source, segmenter, segment, out, args.opacity, blend)
     elapsed = time.perf_counter() - start
-    print(f"wrote {out} ({count} frame{'s' if count != 1 else ''}, {count / elapsed:.1f} frames/s, model {segmenter.name}, {args.scale})")
+    scale_text = f"multiscale {args.multiscale}" if args.multiscale else args.scale
+    print(f"wrote {out} ({count} frame{'s' if count != 1 else ''}, {count / elapsed:.1f} frames/s, model {segmenter.name}, {scale_text})")
     return 0
 
 
@@ -101,11 +105,21 @@ def _encode(path: Path, image) -> bytes:
     return data.tobytes()
 
 
-def _segment_video(source, segmenter, out: Path, scale: str, opacity: float, blend) -> int:
+def _labels_function(segmenter, args: argparse.Namespace):
+    """frame -> class map: one input at ``--scale``, or the averaged inputs of ``--multiscale``."""
+    if args.multiscale is None:
+        return lambda image: segmenter.segment(image, args.scale).labels
+    from ..run.multiscale import segment_multiscale
+
+    factors = multiscale_factors(args.multiscale, args.scale)
+    return lambda image: segment_multiscale(segmenter, image, factors).labels
+
+
+def _segment_video(source, segmenter, segment, out: Path, opacity: float, blend) -> int:
     """Every frame through the model into a checked writer; a short decode writes nothing."""
     with CheckedVideoWriter(out, source.fps, (source.width, source.height)) as writer:
         while (frame := source.read()) is not None:  # raises SourceError "decoded N of M frames"
-            labels = segmenter.segment(frame.image, scale).labels
+            labels = segment(frame.image)
             writer.write(blend(frame.image, labels, segmenter.palette_bgr, opacity))
         if writer.frames == 0:
             raise SourceError(f"{source.description} has no frames")

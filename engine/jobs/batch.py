@@ -26,7 +26,7 @@ from .batch_task import (  # noqa: F401 - re-exported: one import for callers
     Event, EventCallback, available_cores, run_task, thread_budget)
 from ..errors import StudioError
 from ..models.registry import Registry
-from ..scales import parse_factors, parse_scale
+from ..scales import multiscale_factors, parse_scale
 from ..io.sources import VIDEO_EXTENSIONS
 
 GLOB_CHARS = set("*?[")
@@ -127,10 +127,7 @@ class BatchOptions:
         if int(self.every) < 1:
             raise StudioError(f"--every must be 1 or more (got {self.every})")
         parse_scale(self.scale)
-        if self.multiscale is not None:
-            parse_factors(self.multiscale)
-            if parse_scale(self.scale) != 1.0:
-                raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
+        multiscale_factors(self.multiscale, self.scale)
         ann.parse_formats(self.formats)
         ann.parse_time(self.start), ann.parse_time(self.end)
         if not 0.0 <= float(self.opacity) <= 1.0:

@@ -20,7 +20,7 @@ import numpy as np
 from ...run import overlay
 from ...io.cvat import cvat_label_colors
 from ...errors import SourceError, StudioError
-from ...scales import parse_factors, scale_name
+from ...scales import multiscale_factors, scale_name
 from ...run.segmenter import Segmenter
 from ...io.sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable
 from .folder import CVAT_FILE, OVERLAY_FILE, SUMMARY_FILE, TOOL, OutputFolder
@@ -72,10 +72,7 @@ class AnnotateJob:
         o = self.opts
         self.every = parse_every(o.every)
         self.scale = scale_name(o.scale)  # validates; "0.5" and 0.5 are "half" (one fingerprint)
-        self.multiscale = None if o.multiscale is None else (
-            tuple(o.multiscale) if isinstance(o.multiscale, tuple) else parse_factors(o.multiscale))
-        if self.multiscale and self.scale != "full":
-            raise StudioError("--multiscale and --scale exclude each other: the factors say the sizes")
+        self.multiscale = multiscale_factors(o.multiscale, self.scale)
         self.opacity = parse_opacity(o.opacity)
         if o.resume and o.overwrite:
             raise StudioError("choose one of --resume and --overwrite")
