@@ -10,10 +10,11 @@ Public API (stable; import it from ``engine.jobs.annotate``, not from the module
     job = AnnotateJob(AnnotateOptions(video="clip.mp4", model="camvid-tiny", out="out/",
                                       scale="full", every=1, start=None, end=None,
                                       formats="masks,overlay,stats,cvat", opacity=0.5,
-                                      resume=False, overwrite=False, threads=None, models_dir=None))
+                                      resume=False, overwrite=False, threads=None, models_dir=None,
+                                      multiscale=None))   # or "1,2": averaged inputs, scale stays "full"
     AnnotateJob(options, segmenter=seg)   # optional: reuse a loaded Segmenter (named options.model)
     job.prepare()          # every check; raises StudioError (one line for the user); locks the folder
-    job.indices, job.segmenter, job.width, job.height, job.fps, job.scale, job.input_hw, job.out
+    job.indices, job.segmenter, job.width, job.height, job.fps, job.scale, job.multiscale, job.input_hw, job.out
     job.is_complete()      # --resume found a finished job: run() returns at once
     result = job.run(progress=callback, cancel=threading.Event())   # -> AnnotateResult
     job.close()            # only for a job that was prepared but will not run (releases the lock)
