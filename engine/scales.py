@@ -11,38 +11,51 @@ from .errors import StudioError
 
 Scale = str | float
 SCALE_NAMES: dict[str, float] = {"full": 1.0, "half": 0.5}
+# "best": the input size the model is most accurate at (its manifest's best_long_side), larger
+# or smaller than the frame; a model without one runs at full. Resolved by the Segmenter.
+BEST = "best"
 MIN_FACTOR, MAX_FACTOR = 0.05, 4.0
 
 
 def parse_scale(value: Scale) -> float:
-    """The factor of a scale: ``"full"`` -> 1.0, ``"half"`` -> 0.5, ``0.75`` or ``"0.75"`` -> 0.75."""
+    """The factor of a scale: ``"full"`` -> 1.0, ``"half"`` -> 0.5, ``0.75`` or ``"0.75"`` -> 0.75;
+    ``"best"`` -> 1.0 here (the Segmenter turns it into the model's best input size)."""
     if isinstance(value, bool):
-        raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number")
+        raise StudioError(f"unknown scale {value!r}: use 'full', 'half', 'best' or a number")
     if isinstance(value, str):
         key = value.strip().lower()
         if key in SCALE_NAMES:
             return SCALE_NAMES[key]
+        if key == BEST:
+            return 1.0
         try:
             factor = float(key)
         except ValueError:
-            raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number") from None
+            raise StudioError(f"unknown scale {value!r}: use 'full', 'half', 'best' or a number") from None
     elif isinstance(value, (int, float)):
         factor = float(value)
     else:
-        raise StudioError(f"unknown scale {value!r}: use 'full', 'half' or a number")
+        raise StudioError(f"unknown scale {value!r}: use 'full', 'half', 'best' or a number")
     if not MIN_FACTOR <= factor <= MAX_FACTOR:  # also refuses nan
         raise StudioError(f"scale {value} is out of range ({MIN_FACTOR}..{MAX_FACTOR})")
     return factor
 
 
 def is_named(value: Scale) -> bool:
-    """``full``/``half`` (a choice of quality, which a model's best input size may cap), as
-    opposed to an explicit factor (a measurement, e.g. ``eval --scale 2.67``, never capped)."""
-    return isinstance(value, str) and value.strip().lower() in SCALE_NAMES
+    """``full``/``half``/``best`` (a choice of quality, which a model's best input size may cap or
+    set), as opposed to an explicit factor (a measurement, e.g. ``eval --scale 2.67``, never capped)."""
+    return isinstance(value, str) and (value.strip().lower() in SCALE_NAMES or is_best(value))
+
+
+def is_best(value: Scale) -> bool:
+    """``best``: the model's best input size, up or down from the frame's."""
+    return isinstance(value, str) and value.strip().lower() == BEST
 
 
 def scale_name(value: Scale) -> str:
-    """A scale as users write it: ``full``, ``half`` or the factor (``0.75``)."""
+    """A scale as users write it: ``full``, ``half``, ``best`` or the factor (``0.75``)."""
+    if is_best(value):
+        return BEST
     factor = parse_scale(value)
     for name, f in SCALE_NAMES.items():
         if f == factor:

@@ -42,6 +42,32 @@ def test_best_size_caps_named_scales_only(tiny_copy):
     assert Segmenter.load("camvid-tiny", tiny_copy).input_size((720, 1280), "full") == (704, 1280)
 
 
+def test_best_scale_runs_at_the_best_size_up_or_down(tiny_copy):
+    from engine.scales import scale_name
+
+    Registry(tiny_copy).update_input("camvid-tiny", best_long_side=960)
+    seg = Segmenter.load("camvid-tiny", tiny_copy)
+    assert seg.input_size((360, 480), "best") == (704, 960)  # enlarged 2x (720 rounded to the multiple 32)
+    assert seg.input_size((360, 480), "full") == (352, 480)  # full never enlarges
+    assert seg.input_size((720, 1280), "best") == seg.input_size((720, 1280), "full") == (544, 960)
+    assert "long side 960" in seg.input_note((360, 480), "best") and seg.input_note((360, 480), "full") == ""
+    assert scale_name("best") == scale_name(" Best ") == "best"
+    Registry(tiny_copy).update_input("camvid-tiny", best_long_side=None)
+    plain = Segmenter.load("camvid-tiny", tiny_copy)  # no best size measured: best is full
+    assert plain.input_size((360, 480), "best") == (352, 480) and plain.input_note((360, 480), "best") == ""
+
+
+@pytest.mark.shared
+def test_eval_best_scale_equals_the_factor_it_resolves_to(shipped_models_dir, shared_dir, capsys):
+    base = ["eval", "--model", "camvid-tiny", "--models-dir", str(shipped_models_dir),
+            "--data", str(shared_dir / "datasets" / "camvid"), "--limit", "2", "--json"]
+    assert run_command(base + ["--scale", "best"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert run_command(base + ["--scale", "2"]) == 0  # 480x360 frames, best long side 960
+    two = json.loads(capsys.readouterr().out)
+    assert best["scale"] == "best" and best["miou"] == two["miou"]
+
+
 def test_stats_line_says_what_runs():
     from app.measure.stats import StatsSnapshot
 

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="installed model name (see: main.py models list)")
     add_models_dir(parser)
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--scale", type=scale_arg, default="full", help="network input: full, half or a factor (default full)")
+    parser.add_argument("--scale", type=scale_arg, default="full", help="network input: full, half, best (the model's best input size) or a factor (default full)")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="process every Nth frame (default 1)")
     parser.add_argument("--start", default=None, metavar="T", help="start time, seconds or [hh:]mm:ss")
     parser.add_argument("--end", default=None, metavar="T", help="end time (exclusive), seconds or [hh:]mm:ss")

@@ -12,7 +12,7 @@ import json
 import sys
 
 from . import add_models_dir
-from ..scales import SCALE_NAMES, factors_arg, scale_arg
+from ..scales import factors_arg, scale_arg
 from ..paths import DEFAULT_CAMVID
 
 
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="val", help="split folder name, or several: train,val (default val)")
     parser.add_argument("--drive", action="append", default=None, metavar="DRIVE",
                         help="only frames of this drive (name prefix, e.g. 0006R0); repeatable")
-    parser.add_argument("--scale", default="full", type=scale_arg, help="full | half | a factor (default full)")
+    parser.add_argument("--scale", default="full", type=scale_arg, help="full | half | best (the model's best input size) | a factor (default full)")
     parser.add_argument("--multiscale", default=None, type=factors_arg, metavar="FACTORS",
                         help="average the class probabilities of several input factors, e.g. 1,2 (instead of --scale)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
@@ -33,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..jobs.evaluate import evaluate_model, format_report
 
-    from ..scales import multiscale_factors, parse_scale
+    from ..scales import is_named, multiscale_factors, parse_scale
 
-    scale = args.scale if args.scale in SCALE_NAMES else parse_scale(args.scale)
+    scale = args.scale if is_named(args.scale) else parse_scale(args.scale)
     multiscale = multiscale_factors(args.multiscale, args.scale)
     drives = [d for text in args.drive for d in text.split(",") if d] if args.drive else None
     bar = None

@@ -35,7 +35,7 @@ def opacity_arg(text: str) -> float:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="image or video file")
     parser.add_argument("--model", default="camvid-tiny", help="installed model name (default: camvid-tiny)")
-    parser.add_argument("--scale", default="full", type=scale_arg, help="network input resolution: full, half or a factor")
+    parser.add_argument("--scale", default="full", type=scale_arg, help="network input resolution: full, half, best (the model's best input size) or a factor")
     parser.add_argument("--multiscale", default=None, type=factors_arg, metavar="FACTORS",
                         help="average the class probabilities of several input factors, e.g. 1,2 (instead of --scale)")
     parser.add_argument("--out", required=True, help="output image (.png/.jpg) or video (.mp4)")

@@ -23,7 +23,7 @@ from ..errors import StudioError
 from ..models.graph import check_against_manifest, decode_metadata
 from ..models.registry import ModelEntry, Registry
 from ..result import SegResult
-from ..scales import Scale, is_named, parse_scale, round_to_multiple
+from ..scales import Scale, is_best, is_named, parse_scale, round_to_multiple
 
 
 # The network input's long side is capped: a 12000x9000 photo at ``full`` would otherwise need
@@ -107,14 +107,16 @@ class Segmenter:
         factor = parse_scale(scale)
         long_side = max(frame_hw[0], frame_hw[1], 1)
         best = self.entry.best_long_side
-        if best and is_named(scale):
+        if best and is_best(scale):
+            factor = best / long_side  # up as well as down
+        elif best and is_named(scale):
             factor = min(factor, best / long_side)
         return min(factor, MAX_INPUT_SIDE / long_side)
 
     def input_note(self, frame_hw: tuple[int, int], scale: Scale) -> str:
-        """What the app shows next to the input size when the model's best size capped it ("" if not)."""
+        """What the app shows next to the input size when the model's best size set or capped it ("" if not)."""
         best = self.entry.best_long_side
-        if best and is_named(scale) and parse_scale(scale) * max(frame_hw) > best:
+        if best and (is_best(scale) or (is_named(scale) and parse_scale(scale) * max(frame_hw) > best)):
             return f"the model's best size, long side {best}"
         return ""
 

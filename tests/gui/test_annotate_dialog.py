@@ -80,23 +80,17 @@ def qtbot_button():
     return Qt.MouseButton.LeftButton
 
 
-def test_multiscale_choice_runs_a_multiscale_job(qtbot, shipped_models_dir, videos, tmp_path):
-    video = videos / "highway-1280x720-short.mp4"
+def test_best_size_choice_runs_at_the_models_best_input(qtbot, shipped_models_dir, videos, tmp_path):
+    video = videos / "indoor-people-768x432.mp4"  # smaller than camvid-tiny's best size (long side 960)
     out = tmp_path / "job"
     dialog = make_dialog(qtbot, shipped_models_dir, video, out)
-    dialog.scale_combo.setCurrentIndex(dialog.scale_combo.findText("multi-scale", flags=_contains()))
-    dialog.every_spin.setValue(19)  # frames 0 and 19
+    dialog.scale_combo.setCurrentIndex(dialog.scale_combo.findData("best"))
+    dialog.end_edit.setText("0.3")  # frames 0, 1, 2
     for name in ("overlay", "cvat", "stats"):
         dialog.format_checks[name].setChecked(False)
-    options = dialog.options()
-    assert options.scale == "full" and options.multiscale == "1,2"
+    assert dialog.options().scale == "best"
     with qtbot.waitSignal(dialog.job_finished, timeout=120_000) as finished:
         dialog.start()
     assert finished.args == ["done"], dialog.status_label.text()
-    assert json.loads((out / "summary.json").read_text())["settings"]["multiscale"] == [1.0, 2.0]
-
-
-def _contains():
-    from PySide6.QtCore import Qt
-
-    return Qt.MatchFlag.MatchContains
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["scale"] == "best" and settings["input_size"] == [544, 960]  # 1.25x, up from 768x432
