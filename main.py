@@ -13,7 +13,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and not argv[0].startswith("-"):  # the app takes options only: a bare word is a command
         return unknown_command(argv[0])
     if argv and argv[0] in ("-h", "--help"):
-        print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--scale full|half] [--fast]")
+        print("usage: main.py [--source 0|PATH] [--model NAME] [--models-dir DIR] [--scale full|half|best] [--fast]")
         print("               [--theme dark|light] [--benchmark-frames N [--benchmark-seconds S] [--health-every S]]")
         print("               [--screenshot PNG [--screenshot-after S]] [--profile pi|desktop] [--kiosk [--fallback VIDEO]]")
         print("               [--compare MODEL:SCALE,MODEL:SCALE[,...]]   (2 to 4 panes on the same frames)")

@@ -13,12 +13,13 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.cli import OneLineParser  # usage errors are one line, exit 2, like the commands
+    from engine.scales import BEST, SCALE_NAMES
 
     parser = OneLineParser(prog="main.py", description="TopFormer Studio: live semantic segmentation")
     parser.add_argument("--source", help="camera index (0, 1, ...) or a video/image file to open at start")
     parser.add_argument("--model", help="installed model name (default: last used, camvid-tiny, or the first)")
     parser.add_argument("--models-dir", help="model folder (default: the repository's models/)")
-    parser.add_argument("--scale", choices=("full", "half"), help="network input resolution")
+    parser.add_argument("--scale", choices=(*SCALE_NAMES, BEST), help="network input resolution (best: the model's best input size)")
     parser.add_argument("--theme", choices=("dark", "light"), help="colour theme (default: the remembered one, dark)")
     parser.add_argument("--fullscreen", action="store_true", help="start in full screen (F or Esc leaves it)")
     parser.add_argument("--fast", action="store_true", help="play files as fast as possible, not at their fps")

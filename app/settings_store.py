@@ -10,11 +10,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths
 
-from engine.scales import SCALE_NAMES
+from engine.scales import BEST, SCALE_NAMES
 
 ORGANIZATION = "TopFormerStudio"
 APPLICATION = "TopFormer Studio"
-SCALES = tuple(SCALE_NAMES)
+SCALES = (*SCALE_NAMES, BEST)  # full, half, best: the scale choices of the live view
 THEMES = ("dark", "light")
 
 

@@ -42,7 +42,7 @@ def entry_tooltip(entry: ModelEntry) -> str:
 class ModelPanel(QGroupBox):
     model_selected = Signal(str)
     variant_selected = Signal(str)  # "tiny" | "small" | "base"
-    scale_selected = Signal(str)  # "full" | "half"
+    scale_selected = Signal(str)  # "full" | "half" | "best"
     reload_requested = Signal()
     manage_requested = Signal()
 
@@ -69,10 +69,13 @@ class ModelPanel(QGroupBox):
         self.scale_buttons: dict[str, QPushButton] = {}
         self._scale_group = QButtonGroup(self)
         scales = QHBoxLayout()
-        for key, text in (("full", "Full res"), ("half", "Half res")):
+        tips = {"full": "Network input at the frame's size (never above the model's best size) (H)",
+                "half": "Network input at half the frame's size (H)",
+                "best": "Network input at the size the model is most accurate at, larger or smaller than the frame"}
+        for key, text in (("full", "Full res"), ("half", "Half res"), ("best", "Best size")):
             button = QPushButton(text)
             button.setCheckable(True)
-            button.setToolTip("Network input at the frame's size or half of it (H)")
+            button.setToolTip(tips[key])
             button.clicked.connect(lambda _c=False, k=key: self.scale_selected.emit(k))
             self._scale_group.addButton(button)
             self.scale_buttons[key] = button

@@ -53,7 +53,7 @@ class Menus(QObject):
         self.models_menu.addSeparator()
         scale_group = QActionGroup(self)
         self.scale_actions: dict[str, QAction] = {}
-        for key, text in (("full", "Full resolution"), ("half", "Half resolution")):
+        for key, text in (("full", "Full resolution"), ("half", "Half resolution"), ("best", "Model's best input size")):
             action = self._add(self.models_menu, text, lambda _c=False, k=key: w.set_scale(k))
             action.setCheckable(True)
             scale_group.addAction(action)

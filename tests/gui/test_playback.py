@@ -117,6 +117,13 @@ def test_pause_step_seek_and_still_image(qtbot, make_window, shipped_models_dir,
     window.set_scale("full")
     result = wait_result(qtbot, window, lambda r: r.source.kind == "image" and r.stats.input_size == (448, 768))
     assert result.labels.shape == INDOOR_HW
+    # "Best size": the model's best input size (long side 960), larger than this 768x432 frame
+    qtbot.mouseClick(window.model_panel.scale_buttons["best"], Qt.MouseButton.LeftButton)
+    best = wait_result(qtbot, window, lambda r: r.source.kind == "image" and r.stats.input_size == (544, 960))
+    assert best.labels.shape == INDOOR_HW and "long side 960" in best.stats.input_note
+    assert window.menus.scale_actions["best"].isChecked() and window.settings.scale == "best"
+    window.set_scale("full")
+    result = wait_result(qtbot, window, lambda r: r.source.kind == "image" and r.stats.input_size == (448, 768))
 
     # display options re-render the same class map
     window.display_panel.mask_only_check.setChecked(True)
