@@ -21,6 +21,7 @@ from ...run import overlay
 from ...io.cvat import cvat_label_colors
 from ...errors import SourceError, StudioError
 from ...scales import multiscale_factors, scale_name
+from ...run.multiscale import check_model
 from ...run.segmenter import Segmenter
 from ...io.sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable
 from .folder import CVAT_FILE, OVERLAY_FILE, SUMMARY_FILE, TOOL, OutputFolder
@@ -97,9 +98,8 @@ class AnnotateJob:
         if seg.entry.name != o.model:
             raise StudioError(f"the loaded model is {seg.entry.name!r}, the job asks for {o.model!r}")
         self.segmenter = seg
-        if self.multiscale and seg.legacy:
-            raise StudioError(f"--multiscale needs a model whose graph ends in logits; {seg.entry.name} computes "
-                              "labels in its graph (older layout): export it again")
+        if self.multiscale:
+            check_model(seg)  # before the folder is touched
         sizes = [seg.input_size((self.height, self.width), f) for f in self.multiscale or (self.scale,)]
         self.input_hw = max(sizes, key=lambda s: s[0] * s[1])
         self.palette_rgb = seg.palette_rgb
