@@ -107,12 +107,10 @@ def _encode(path: Path, image) -> bytes:
 
 def _labels_function(segmenter, args: argparse.Namespace):
     """frame -> class map: one input at ``--scale``, or the averaged inputs of ``--multiscale``."""
-    if args.multiscale is None:
-        return lambda image: segmenter.segment(image, args.scale).labels
-    from ..run.multiscale import segment_multiscale
+    from ..run.multiscale import segment_frame
 
     factors = multiscale_factors(args.multiscale, args.scale)
-    return lambda image: segment_multiscale(segmenter, image, factors).labels
+    return lambda image: segment_frame(segmenter, image, args.scale, factors).labels
 
 
 def _segment_video(source, segmenter, segment, out: Path, opacity: float, blend) -> int:

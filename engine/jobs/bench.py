@@ -315,19 +315,14 @@ def segment_fps(segmenter: Segmenter, frames: list[np.ndarray], scale, min_secon
     passed (short windows are noisy on a busy machine)."""
     if not frames:
         return 0, 0.0
-    if multiscale:
-        from ..run.multiscale import segment_multiscale
+    from ..run.multiscale import segment_frame
 
-        def segment(frame: np.ndarray, _scale) -> None:
-            segment_multiscale(segmenter, frame, multiscale)
-    else:
-        segment = segmenter.segment
-    segment(frames[0], scale)
+    segment_frame(segmenter, frames[0], scale, multiscale)
     calls = 0
     t = time.perf_counter()
     while True:
         for frame in frames:
-            segment(frame, scale)
+            segment_frame(segmenter, frame, scale, multiscale)
         calls += len(frames)
         seconds = time.perf_counter() - t
         if seconds >= min_seconds:

@@ -93,7 +93,7 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
     keeps only those drives' frames; ``limit`` keeps the first N frames (by name, after the
     drive selection). ``multiscale``: average the class probabilities of these input factors
     instead of one ``scale`` (engine/run/multiscale.py)."""
-    from ..run.multiscale import segment_multiscale
+    from ..run.multiscale import segment_frame
     from ..run.segmenter import Segmenter
 
     samples = select_samples(data, split, drives=drives)
@@ -112,7 +112,7 @@ def evaluate_model(name: str, data: str | Path, split: str | Sequence[str] = "va
         label = read_label(s.label)
         if label.shape != frame.shape[:2]:
             raise StudioError(f"{s.name}: image {frame.shape[:2]} and label {label.shape} sizes differ")
-        result = segment_multiscale(seg, frame, multiscale) if multiscale else seg.segment(frame, scale=scale)
+        result = segment_frame(seg, frame, scale, multiscale)
         pred = result.labels
         if result.confidence is not None:
             confidences.append(result.confidence)

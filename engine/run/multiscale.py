@@ -44,6 +44,12 @@ def check_model(seg: Segmenter) -> None:
                           "computes labels in its graph (older layout): export it again")
 
 
+def segment_frame(seg: Segmenter, frame_bgr: np.ndarray, scale, factors: Sequence[float] | None) -> SegResult:
+    """One frame at ``scale``, or at the averaged ``factors`` when given: the one choice the
+    offline commands (eval, segment, annotate's speed check) make per frame."""
+    return segment_multiscale(seg, frame_bgr, factors) if factors else seg.segment(frame_bgr, scale)
+
+
 def segment_multiscale(seg: Segmenter, frame_bgr: np.ndarray, factors: Sequence[float],
                        cancel: CancelToken | None = None) -> SegResult:
     """Labels at the frame's size from the mean class probabilities of the inputs at ``factors``."""
