@@ -8,6 +8,8 @@ from collections.abc import Callable
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 
+from ..ui_thread_gc import UiThreadCollector
+
 
 class ScriptedRun(QObject):
     """Owns the exit code and a watchdog, so a scripted run always ends, with 0 or 2.
@@ -41,8 +43,12 @@ def run_event_loop(app: QApplication, window: QWidget, runner: ScriptedRun | Non
 
     Ctrl+C in the terminal closes the window cleanly (Python only sees signals between Qt
     events, hence the heartbeat timer). Deleting the window before interpreter shutdown
-    avoids crashes at exit seen with some PySide6 versions.
+    avoids crashes at exit seen with some PySide6 versions. Python's garbage collector runs
+    on this thread only while the app runs (``UiThreadCollector``: a worker thread freeing
+    Qt objects crashes the process).
     """
+    collector = UiThreadCollector(parent=None)
+    collector.start()
     signal.signal(signal.SIGINT, lambda *_: window.close())
     heartbeat = QTimer()
     heartbeat.start(250)
@@ -54,6 +60,7 @@ def run_event_loop(app: QApplication, window: QWidget, runner: ScriptedRun | Non
     app.processEvents()
     window.deleteLater()
     app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+    collector.stop()
     if runner is not None and runner.exit_code is not None:
         code = runner.exit_code
     return int(code)

@@ -51,7 +51,21 @@ def no_modal_dialogs(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def no_leaked_threads():
+def ui_thread_gc(qapp):
+    """Garbage is collected on the UI thread only, as in the app (app/ui_thread_gc.py).
+
+    Stopped after every worker thread ended (``no_leaked_threads`` depends on this fixture),
+    so the test's Qt garbage is freed here, never by a later test's thread."""
+    from app.ui_thread_gc import UiThreadCollector
+
+    collector = UiThreadCollector()
+    collector.start()
+    yield collector
+    collector.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads(ui_thread_gc):
     """Every test must end every worker thread it started (within 2 s)."""
     yield
     deadline = time.monotonic() + 2.0
