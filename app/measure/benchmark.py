@@ -117,6 +117,7 @@ class BenchmarkRun(ScriptedRun):
             "ui_tick_interval_ms": self.meter.interval_ms,
             "gc_pause_max_ms": round(self.meter.worst_gc_pause_ms, 1),  # the collector stops every thread
             "gc_collections": len(self.meter.gc_pauses_ms),
+            "gc_collections_off_ui_thread": self.meter.gc_off_ui_thread,  # 0: app/ui_thread_gc.py
             "health": health_sample(self._shown, elapsed),
             "notices": list(self.window.notices),  # scene-fit hints shown during the run (empty when none)
             **self.extra,

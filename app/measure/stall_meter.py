@@ -4,10 +4,12 @@ A tick that arrives late means the event loop was busy (painting, a slot, the GI
 worker). The worst gap minus the interval is the worst stall the user could have felt.
 Python's cyclic garbage collector stops every thread while it runs, so its pauses are timed
 too (``gc.callbacks``): a stall that matches one is the collector's, not the app's code.
+Collections on another thread are counted apart: there should be none (app/ui_thread_gc.py).
 """
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -24,11 +26,13 @@ class StallMeter(QObject):
         self._last = 0.0
         self.gaps_ms: list[float] = []
         self.gc_pauses_ms: list[float] = []
+        self.gc_off_ui_thread = 0
         self._gc_started = 0.0
 
     def start(self) -> None:
         self.gaps_ms.clear()
         self.gc_pauses_ms.clear()
+        self.gc_off_ui_thread = 0
         self._last = time.perf_counter()
         self._timer.start()
         if self._on_gc not in gc.callbacks:
@@ -43,6 +47,8 @@ class StallMeter(QObject):
         now = time.perf_counter()
         if phase == "start":
             self._gc_started = now
+            if threading.current_thread() is not threading.main_thread():
+                self.gc_off_ui_thread += 1
         elif self._gc_started:
             self.gc_pauses_ms.append((now - self._gc_started) * 1000.0)
             self._gc_started = 0.0

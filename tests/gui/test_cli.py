@@ -46,6 +46,7 @@ def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     assert 0 <= report["ui_stall_max_ms"] < 2000
     assert report["ui_tick_gap_max_ms"] >= report["ui_tick_interval_ms"]
     assert report["gc_collections"] >= 0 and 0 <= report["gc_pause_max_ms"] < 2000
+    assert report["gc_collections_off_ui_thread"] == 0
     assert report["notices"] == []  # random models record no validation confidence: no scene-fit hint
 
 

@@ -64,6 +64,7 @@ def test_stall_meter_times_garbage_collections_while_it_runs(qtbot):
     """The collector stops every thread: its pauses go into the benchmark report, and the
     meter stops listening when stopped."""
     import gc
+    import threading
 
     from app.measure.stall_meter import StallMeter
 
@@ -73,6 +74,11 @@ def test_stall_meter_times_garbage_collections_while_it_runs(qtbot):
         a: list = []
         a.append(a)
     gc.collect()
+    assert meter.gc_off_ui_thread == 0
+    worker = threading.Thread(target=gc.collect)  # what app/ui_thread_gc.py prevents, counted apart
+    worker.start()
+    worker.join()
+    assert meter.gc_off_ui_thread == 1
     qtbot.wait(30)
     meter.stop()
     assert meter.gc_pauses_ms and meter.worst_gc_pause_ms > 0
