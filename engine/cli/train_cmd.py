@@ -136,6 +136,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --blend-init: blend with these weights instead of the run's --init (an official "
                            "checkpoint is mapped and grown as --init would be), e.g. the pretrained root of a run "
                            "that started from another run")
+    ship.add_argument("--class-bias", metavar="CLASS[,CLASS]=OFFSET", action="append", default=None,
+                      help="add OFFSET to these classes' logits in the shipped model (its classifier's bias), e.g. "
+                           "pole,sign_symbol,fence,pedestrian,bicyclist=0.5: argmax then gives the thin rare classes "
+                           "more pixels; with --selection-run those runs are shipped alike and measured again")
     ship.add_argument("--holdout-estimate", metavar="RUN", default=None,
                       help="record RUN (the recipe of installed model --name, run again with --holdout-drive) "
                            "as that model's held-out-drive estimate in the manifest, no training")
@@ -150,7 +154,7 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = []
     for key, value in vars(args).items():
         if value is None or value is False or key in ("export_only", "name", "checkpoint", "eval_split", "models_dir",
-                                                       "selection_run", "holdout_estimate", "blend_init", "blend_start",
+                                                       "selection_run", "holdout_estimate", "blend_init", "blend_start", "class_bias",
                                                        "report"):
             continue
         flag = "--" + key.replace("_", "-")
@@ -184,15 +188,20 @@ def run(args: argparse.Namespace) -> int:
         return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
     if args.blend_init is not None and not args.name:
         raise StudioError("--blend-init applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
+    if args.class_bias and not args.name:
+        raise StudioError("--class-bias applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
+    from ..models.datasets import dataset_info
+    from ..training.class_bias import parse_class_bias
     from ..training.run_weights import check_blend_options
     check_blend_options(args.blend_init, args.blend_start)
+    class_bias = parse_class_bias(args.class_bias, dataset_info("camvid").classes)
     if args.export_only:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
         entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
-                         blend_init=args.blend_init, blend_start=args.blend_start)
+                         blend_init=args.blend_init, blend_start=args.blend_start, class_bias=class_bias)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:
@@ -250,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         from ..training.ship import ship_run
         entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint, blend_init=args.blend_init,
-                         blend_start=args.blend_start)
+                         blend_start=args.blend_start, class_bias=class_bias)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
 

@@ -8,6 +8,7 @@ mean of their weights is a working network that is usually more accurate than ea
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -80,10 +81,12 @@ def check_blend_options(blend_init: float | None, blend_start: str | Path | None
 
 
 def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init: float | None = None,
-                     blend_start: str | Path | None = None) -> tuple[torch.nn.Module, dict, dict]:
+                     blend_start: str | Path | None = None, class_bias: dict[str, float] | None = None,
+                     classes: Sequence[str] = ()) -> tuple[torch.nn.Module, dict, dict]:
     """(model in eval mode, first run's checkpoint dict, first run's config) for a run spec:
     one run's weights or the soup of several, blended with the start (the run's --init, or
-    ``blend_start``) when ``blend_init``."""
+    ``blend_start``) when ``blend_init``, then ``class_bias`` (class name -> logit offset, names
+    from ``classes``) added to the classifier's bias (``class_bias.py``)."""
     check_blend_options(blend_init, blend_start)
     runs = run_folders(spec)
     read = [read_checkpoint(run / checkpoint) for run in runs]
@@ -94,6 +97,9 @@ def load_run_weights(spec: str | Path, checkpoint: str = "best.pth", blend_init:
     if blend_init is not None:
         from .pretrained import blend_with_init
         state = blend_with_init(state, cfg, blend_init, blend_start)
+    if class_bias:
+        from .class_bias import apply_class_bias
+        state = apply_class_bias(state, class_bias, classes)
     model = create_model(variant, num_classes)
     model.load_state_dict(state, strict=True)
     return model.eval(), ckpt, cfg

@@ -17,6 +17,7 @@ from ..models.datasets import dataset_info
 from ..errors import StudioError
 from ..models.registry import ModelEntry, Registry
 from ..paths import DEFAULT_CAMVID
+from .class_bias import class_bias_flags
 from .run_weights import load_run_weights, run_folders, spec_name
 
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
@@ -43,34 +44,37 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
-def blend_flags(weight: float | None, start: str | Path | None) -> str:
-    """The command-line flags that ship a run blended as asked (" --blend-init W [--blend-start S]")."""
-    if weight is None:
-        return ""
-    return f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
+def blend_flags(weight: float | None, start: str | Path | None, class_bias: dict[str, float] | None = None) -> str:
+    """The command-line flags that ship a run as asked (" --blend-init W [--blend-start S] [--class-bias C=V]")."""
+    flags = "" if weight is None else f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
+    return flags + class_bias_flags(class_bias)
 
 
 def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID,
-                               figures: dict | None = None, start: str | Path | None = None) -> dict:
+                               figures: dict | None = None, start: str | Path | None = None,
+                               class_bias: dict[str, float] | None = None) -> dict:
     """``selection_figures`` of a selection run (or soup of runs) shipped as the model is:
     blended with the start (``--blend-init``, ``--blend-start``) and/or averaged. The in-loop figures are of one
     run's own weights, so the held-out figure of the shipped-alike weights (last EMA) is measured
     here by eval (ONNX through the Segmenter) and recorded as the last one. ``figures``: the
-    first run's ``selection_figures`` when the caller has them already."""
+    first run's ``selection_figures`` when the caller has them already; ``class_bias`` as shipped."""
     from ..jobs.evaluate import evaluate_model
 
     runs = run_folders(spec)
     figures = dict(figures or selection_figures(runs[0]))
     if len(runs) > 1:
         figures.update(run=spec_name(spec), soup=[str(r) for r in runs])
-    model, _, cfg = load_run_weights(spec, "last.pth", blend_init=weight, blend_start=start)
+    model, _, cfg = load_run_weights(spec, "last.pth", blend_init=weight, blend_start=start, class_bias=class_bias,
+                                     classes=dataset_info("camvid").classes)
     splits = cfg.get("train_splits", "train,val")
     with tempfile.TemporaryDirectory(prefix="studio-selection-") as tmp:
         _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
-    blend = blend_flags(weight, start)
-    how = [] if weight is None else [f"blended with the start ({blend.strip()})"]
+    blend = blend_flags(weight, start, class_bias)
+    how = [] if weight is None else [f"blended with the start ({blend_flags(weight, start).strip()})"]
+    if class_bias:
+        how.append(f"logit offsets ({class_bias_flags(class_bias).strip()})")
     if len(runs) > 1:
         how.insert(0, f"averaged over {len(runs)} runs (a soup)")
     figures["last"] = {"epoch": last["epoch"], "miou_holdout": round(held.metrics["miou"], 6),
@@ -117,20 +121,21 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
 def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
              selection_run: str | Path | list | None = None, blend_init: float | None = None,
-             blend_start: str | Path | None = None) -> dict:
+             blend_start: str | Path | None = None, class_bias: dict[str, float] | None = None) -> dict:
     """Export RUN/checkpoint (or the soup of ``RUN,RUN,...``) as model ``name``, evaluate it on
     ``data``/``split`` through the Segmenter and record command, epochs and measured accuracy in
     the manifest. ``selection_run``: the held-out-drive run(s) that chose the recipe, one per
     drive, each shipped alike and measured (``training.selection``, ``training.unseen_drives``).
     ``blend_init``: ship W x the trained weights + (1 - W) x the start (the run's --init, or
-    ``blend_start``).
+    ``blend_start``). ``class_bias``: class name -> offset added to the classifier's bias
+    (``class_bias.py``), applied alike to the selection runs.
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
     from ..jobs.evaluate import evaluate_model
 
     runs = run_folders(run)
     run_dir = runs[0]
-    model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init, blend_start)
     info = dataset_info(dataset)
+    model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init, blend_start, class_bias, info.classes)
     if model.num_classes != info.num_classes:
         raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
     last = run_dir / "last.pth"
@@ -174,14 +179,20 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
             "weight": blend_init, "start": str(blend_start) if blend_start else cfg.get("init"),
             "what": f"{blend_init:g} x the trained weights + {1 - blend_init:g} x the weights the run started from "
                     "(WiSE-FT weight-space ensembling, engine/training/pretrained.py)"}
+    if class_bias:
+        source = training["weights"] = f"{source}, with logit offsets"
+        training["class_bias"] = {
+            "offsets": dict(class_bias), "flags": class_bias_flags(class_bias).strip(),
+            "what": "added to the classifier's bias (conv_seg) at ship time, so argmax gives these thin rare "
+                    "classes more pixels (engine/training/class_bias.py)"}
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
     if specs:
         in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
         drives = [f["holdout_drive"] for f in in_loop]
         if len(set(drives)) != len(drives):
             raise StudioError(f"--selection-run: give one run per held-out drive, not drives {', '.join(drives)}")
-        measure = blend_init is not None or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
-        selections = [measured_selection_figures(s, blend_init, data, figures, blend_start) if measure else figures
+        measure = blend_init is not None or bool(class_bias) or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
+        selections = [measured_selection_figures(s, blend_init, data, figures, blend_start, class_bias) if measure else figures
                       for s, figures in zip(specs, in_loop)]
         training["selection"] = selections[0]
         if len(selections) > 1:
@@ -197,7 +208,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + blend_flags(blend_init, blend_start))
+                        + blend_flags(blend_init, blend_start, class_bias))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {
