@@ -44,7 +44,7 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
-def blend_flags(weight: float | None, start: str | Path | None, class_bias: dict[str, float] | None = None) -> str:
+def ship_flags(weight: float | None, start: str | Path | None, class_bias: dict[str, float] | None = None) -> str:
     """The command-line flags that ship a run as asked (" --blend-init W [--blend-start S] [--class-bias C=V]")."""
     flags = "" if weight is None else f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
     return flags + class_bias_flags(class_bias)
@@ -71,8 +71,8 @@ def measured_selection_figures(spec: str | Path, weight: float | None, data: str
         _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
-    blend = blend_flags(weight, start, class_bias)
-    how = [] if weight is None else [f"blended with the start ({blend_flags(weight, start).strip()})"]
+    flags = ship_flags(weight, start, class_bias)
+    how = [] if weight is None else [f"blended with the start ({ship_flags(weight, start).strip()})"]
     if class_bias:
         how.append(f"logit offsets ({class_bias_flags(class_bias).strip()})")
     if len(runs) > 1:
@@ -81,7 +81,7 @@ def measured_selection_figures(spec: str | Path, weight: float | None, data: str
                        "per_class": {k: (None if v is None else round(v, 6)) for k, v in held.metrics["per_class"].items()},
                        "weights": "last (EMA where kept)" + (", " + ", ".join(how) if how else ""),
                        "in_loop": {"miou_holdout": last["miou_holdout"], "miou_holdout_ema": last["miou_holdout_ema"]}}
-    figures["last_measured_by"] = (f"python main.py train --export-only {spec} --checkpoint last.pth{blend} --name M, "
+    figures["last_measured_by"] = (f"python main.py train --export-only {spec} --checkpoint last.pth{flags} --name M, "
                                    f"then python main.py eval --model M --split {splits} --drive {figures['holdout_drive']}")
     return figures
 
@@ -208,7 +208,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + blend_flags(blend_init, blend_start, class_bias))
+                        + ship_flags(blend_init, blend_start, class_bias))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {
