@@ -62,6 +62,8 @@ def test_shipped_model_carries_the_offsets_in_its_classifier_bias(shared_dir, tm
     entry = Registry(models).get("biased")
     assert entry.training["class_bias"]["offsets"] == {"pole": 0.5, "sign_symbol": 0.5, "sky": -1.0}
     assert entry.training["weights"].endswith("with logit offsets")
+    assert entry.notes.endswith("weights of epoch 1 (1 of 1 epochs done); logit offsets "
+                                "--class-bias pole,sign_symbol=0.5 --class-bias sky=-1")
     assert entry.training["class_bias"]["flags"] == "--class-bias pole,sign_symbol=0.5 --class-bias sky=-1"
     last = entry.training["selection"]["last"]
     assert "logit offsets (--class-bias pole,sign_symbol=0.5 --class-bias sky=-1)" in last["weights"]
