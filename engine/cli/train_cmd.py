@@ -186,10 +186,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.holdout_estimate:
         return _record_holdout_estimate(Path(args.holdout_estimate), args.name, args.models_dir)
-    if args.blend_init is not None and not args.name:
-        raise StudioError("--blend-init applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
-    if args.class_bias and not args.name:
-        raise StudioError("--class-bias applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
+    for flag, given in (("--blend-init", args.blend_init is not None), ("--class-bias", bool(args.class_bias))):
+        if given and not args.name:
+            raise StudioError(f"{flag} applies to the shipped model: give --name NAME (with --export-only RUN or after training)")
     from ..models.datasets import dataset_info
     from ..training.class_bias import parse_class_bias
     from ..training.run_weights import check_blend_options

@@ -179,10 +179,11 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
             "weight": blend_init, "start": str(blend_start) if blend_start else cfg.get("init"),
             "what": f"{blend_init:g} x the trained weights + {1 - blend_init:g} x the weights the run started from "
                     "(WiSE-FT weight-space ensembling, engine/training/pretrained.py)"}
+    bias_flags = class_bias_flags(class_bias).strip()
     if class_bias:
         training["weights"] = f"{source}, with logit offsets"
         training["class_bias"] = {
-            "offsets": dict(class_bias), "flags": class_bias_flags(class_bias).strip(),
+            "offsets": dict(class_bias), "flags": bias_flags,
             "what": "added to the classifier's bias (conv_seg) at ship time, so argmax gives these thin rare "
                     "classes more pixels (engine/training/class_bias.py)"}
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
@@ -205,7 +206,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         start += f", distilled from {extra['teacher']['name']}"
     notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)"
-             + (f"; logit offsets {class_bias_flags(class_bias).strip()}" if class_bias else ""))
+             + (f"; logit offsets {bias_flags}" if class_bias else ""))
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
