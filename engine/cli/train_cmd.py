@@ -22,8 +22,8 @@ from ..paths import DEFAULT_CAMVID
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
-                 "rare_crop", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
+                 "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
+                 "label_smoothing", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
 
 
@@ -80,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--cat-max-ratio", type=float, default=None)
     recipe.add_argument("--rare-crop", type=float, default=None,
                         help="probability of centring a crop on a rare-class pixel (default 0 = off)")
+    recipe.add_argument("--paste", type=float, default=None,
+                        help="probability that a training crop gets the --paste-classes pixels of another crop of its "
+                             "batch, image and label (copy-paste; default 0 = off)")
+    recipe.add_argument("--paste-classes", default=None,
+                        help="comma-separated classes pasted (default pole,sign_symbol,fence,pedestrian,bicyclist)")
     recipe.add_argument("--photometric", choices=["none", "basic", "strong"], default=None,
                         help="colour jitter (basic, default) or + blur, noise, JPEG (strong)")
     recipe.add_argument("--loss", choices=["ce", "ohem"], default=None, help="cross-entropy or OHEM (default ce)")
@@ -89,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OHEM: at least this many hardest pixels per batch (default 100000)")
     recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default=None)
     recipe.add_argument("--label-smoothing", type=float, default=None)
+    recipe.add_argument("--lovasz-weight", type=float, default=None,
+                        help="add this x the Lovasz-softmax loss, a per-class IoU surrogate (default 0 = off)")
+    recipe.add_argument("--lovasz-stride", type=int, default=None,
+                        help="the Lovasz term scores every N-th pixel of each row and column (default 1)")
     recipe.add_argument("--aux-weight", type=float, default=None,
                         help="weight of the auxiliary heads' loss on the 1/16 and 1/32 features, training only (default 0 = off)")
     recipe.add_argument("--drop-path", type=float, default=None)

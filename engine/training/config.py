@@ -41,12 +41,16 @@ class TrainConfig:
     scale_sampling: str = "uniform"  # uniform | log (engine.training.data.random_scale)
     cat_max_ratio: float = 0.75
     rare_crop: float = 0.0
+    paste: float = 0.0  # probability that a crop gets the paste_classes pixels of another crop of its batch
+    paste_classes: str = "pole,sign_symbol,fence,pedestrian,bicyclist"
     photometric: str = "basic"  # none | basic (mmseg colour jitter) | strong (+ blur, noise, JPEG)
     loss: str = "ce"  # ce | ohem
     ohem_thresh: float = 0.7  # OHEM: pixels whose true-class probability is below this are hard
     ohem_min_kept: int = 100_000  # OHEM: at least this many hardest pixels per batch
     class_weight: str = "none"
     label_smoothing: float = 0.0
+    lovasz_weight: float = 0.0  # > 0: + this x the Lovasz-softmax loss (engine.training.losses)
+    lovasz_stride: int = 1  # the Lovasz term scores every N-th pixel of each row and column
     aux_weight: float = 0.0  # > 0: auxiliary heads on the 1/16 and 1/32 features (engine.training.aux_heads)
     drop_path: float = 0.1
     ema: float = 0.999  # 0 disables EMA

@@ -67,6 +67,8 @@ class AugConfig:
     cat_max_ratio: float = 0.75  # mmseg: re-draw a crop where one class covers more than this
     rare_crop: float = 0.0  # probability of centring the crop on a pixel of a rarely seen class
     ignore_index: int = 11
+    paste: float = 0.0  # probability that a crop gets the paste_classes pixels of the batch's next crop
+    paste_classes: tuple[int, ...] = ()
 
 
 def random_scale(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, lo: float, hi: float,
@@ -205,6 +207,19 @@ def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: Aug
     if mode == "strong":
         img = degrade(img, rng)
     return np.ascontiguousarray(img), np.ascontiguousarray(lbl)
+
+
+def paste_classes(dst: tuple[np.ndarray, np.ndarray], src: tuple[np.ndarray, np.ndarray],
+                  classes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``dst`` (image, label) with the pixels of ``classes`` in ``src`` (a crop of the same
+    size) copied over, image and label alike: the thin rare classes shown against other
+    backgrounds than the few their frames have (copy-paste augmentation)."""
+    mask = np.isin(src[1], classes)
+    if not mask.any():
+        return dst
+    img, lbl = dst[0].copy(), dst[1].copy()
+    img[mask], lbl[mask] = src[0][mask], src[1][mask]
+    return img, lbl
 
 
 def normalise(batch_rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import StudioError
+from .config import TrainConfig
 
 
 def summarise_run(run_dir: str | Path) -> dict:
@@ -38,6 +39,9 @@ def summarise_run(run_dir: str | Path) -> dict:
             "train_min": round(last.get("train_s", 0.0) / 60, 1), **best}
 
 
+PASTE_DEFAULT = TrainConfig.paste_classes
+
+
 def describe_recipe(cfg: dict) -> str:
     """The recipe's name, plus the start (pretrained init, frozen BN, lr) of a fine-tune."""
     parts = [cfg.get("recipe") or "-"]
@@ -52,6 +56,11 @@ def describe_recipe(cfg: dict) -> str:
         parts.append("frozen BN")
     if cfg.get("class_weight") not in (None, "none"):
         parts.append(f"class weight {cfg['class_weight']}")
+    if cfg.get("paste"):
+        parts.append(f"paste {cfg['paste']:g}" + (f" ({cfg.get('paste_classes')})" if cfg.get("paste_classes") != PASTE_DEFAULT else ""))
+    if cfg.get("lovasz_weight"):
+        stride = cfg.get("lovasz_stride", 1)
+        parts.append(f"Lovasz x{cfg['lovasz_weight']:g}" + (f" (stride {stride})" if stride != 1 else ""))
     if cfg.get("aux_weight"):
         parts.append(f"aux heads x{cfg['aux_weight']:g}")
     if cfg.get("teacher"):

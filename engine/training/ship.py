@@ -162,6 +162,10 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
     }
+    if cfg.get("lovasz_weight"):  # the Lovasz-softmax term (engine/training/losses.py)
+        training["recipe"].update({k: cfg.get(k) for k in ("lovasz_weight", "lovasz_stride")})
+    if cfg.get("paste"):  # copy-paste of the thin classes (engine/training/data.py)
+        training["recipe"].update({k: cfg.get(k) for k in ("paste", "paste_classes")})
     if cfg.get("teacher"):  # distillation settings (engine/training/distill.py)
         training["recipe"].update({k: cfg.get(k) for k in ("teacher", "distill_weight", "distill_temp", "unlabelled",
                                                            "unlabelled_every")})

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.datasets import list_samples, parse_splits, select_samples
+from ..models.datasets import dataset_info, list_samples, parse_splits, select_samples
 from ..errors import StudioError
 from ..fileio import atomic_output, atomic_write_text
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
@@ -87,7 +87,28 @@ def augment_batch(images: list[np.ndarray], labels: list[np.ndarray], idx: np.nd
         i = idx[k]
         return D.augment(images[i], labels[i], np.random.default_rng(seeds[k]), aug, rare_weight)
 
-    return list(pool.map(one, range(len(idx)))) if pool is not None else [one(k) for k in range(len(idx))]
+    crops = list(pool.map(one, range(len(idx)))) if pool is not None else [one(k) for k in range(len(idx))]
+    if aug.paste > 0 and len(crops) > 1:
+        # Its own generator, seeded from the batch's: runs without pasting keep their crops.
+        draws = np.random.default_rng(int(seeds[0]) ^ 0x9A57E).random(len(crops))
+        crops = [D.paste_classes(crops[k], crops[(k + 1) % len(crops)], aug.paste_classes) if draws[k] < aug.paste
+                 else crops[k] for k in range(len(crops))]
+    return crops
+
+
+def paste_class_ids(cfg: TrainConfig) -> tuple[int, ...]:
+    """The class ids of ``cfg.paste_classes`` (CamVid names); () when pasting is off."""
+    if cfg.paste == 0:
+        return ()
+    if not 0.0 < cfg.paste <= 1.0:
+        raise StudioError("--paste must be a probability in [0, 1]")
+    classes = dataset_info("camvid").classes
+    names = [n for n in cfg.paste_classes.split(",") if n]
+    unknown = [n for n in names if n not in classes]
+    if unknown or not names:
+        what = f"no class {', '.join(unknown)}" if unknown else "give at least one class"
+        raise StudioError(f"--paste-classes: {what} (classes: {', '.join(classes)})")
+    return tuple(classes.index(n) for n in names)
 
 
 def atomic_save(obj: dict, path: Path) -> None:
@@ -212,7 +233,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     rare_weight = (1.0 / np.sqrt(np.maximum(freq, 1e-6))).astype(np.float64)
     aug = D.AugConfig(crop=tuple(cfg.crop), scale_range=tuple(cfg.scale_range), scale_sampling=cfg.scale_sampling,
                       cat_max_ratio=cfg.cat_max_ratio,
-                      rare_crop=cfg.rare_crop, photometric=cfg.photometric, ignore_index=cfg.ignore_index)
+                      rare_crop=cfg.rare_crop, photometric=cfg.photometric, ignore_index=cfg.ignore_index,
+                      paste=cfg.paste, paste_classes=paste_class_ids(cfg))
     weights = D.class_weights(freq, cfg.class_weight)
     criterion = build_criterion(cfg, None if weights is None else torch.from_numpy(weights).to(device))
 
