@@ -57,7 +57,8 @@ def describe_recipe(cfg: dict) -> str:
     if cfg.get("class_weight") not in (None, "none"):
         parts.append(f"class weight {cfg['class_weight']}")
     if cfg.get("paste"):
-        parts.append(f"paste {cfg['paste']:g}" + (f" ({cfg.get('paste_classes')})" if cfg.get("paste_classes") != PASTE_DEFAULT else ""))
+        classes = cfg.get("paste_classes")
+        parts.append(f"paste {cfg['paste']:g}" + (f" ({classes})" if classes != PASTE_DEFAULT else ""))
     if cfg.get("lovasz_weight"):
         stride = cfg.get("lovasz_stride", 1)
         parts.append(f"Lovasz x{cfg['lovasz_weight']:g}" + (f" (stride {stride})" if stride != 1 else ""))
