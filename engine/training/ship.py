@@ -118,6 +118,13 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
     return registry
 
 
+# Recipe parts recorded only for runs that used them: (the setting that switches the part on,
+# the settings recorded). Lovasz term: losses.py; copy-paste: data.py; distillation: distill.py.
+OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
+                         ("paste", ("paste", "paste_classes")),
+                         ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")))
+
+
 def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
              selection_run: str | Path | list | None = None, blend_init: float | None = None,
@@ -162,13 +169,10 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
     }
-    if cfg.get("lovasz_weight"):  # the Lovasz-softmax term (engine/training/losses.py)
-        training["recipe"].update({k: cfg.get(k) for k in ("lovasz_weight", "lovasz_stride")})
-    if cfg.get("paste"):  # copy-paste of the thin classes (engine/training/data.py)
-        training["recipe"].update({k: cfg.get(k) for k in ("paste", "paste_classes")})
-    if cfg.get("teacher"):  # distillation settings (engine/training/distill.py)
-        training["recipe"].update({k: cfg.get(k) for k in ("teacher", "distill_weight", "distill_temp", "unlabelled",
-                                                           "unlabelled_every")})
+    for switch, fields in OPTIONAL_RECIPE_PARTS:
+        if cfg.get(switch):
+            training["recipe"].update({k: cfg.get(k) for k in fields})
+    if cfg.get("teacher"):
         training.update(teacher=extra.get("teacher"), unlabelled_frames=extra.get("unlabelled_frames"))
     if len(runs) > 1:
         training["run"] = spec_name(run)
