@@ -23,7 +23,7 @@ from ..paths import DEFAULT_CAMVID
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
                  "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
+                 "label_smoothing", "exposure_target", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
 
 
@@ -94,6 +94,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OHEM: at least this many hardest pixels per batch (default 100000)")
     recipe.add_argument("--class-weight", choices=["none", "sqrt", "enet"], default=None)
     recipe.add_argument("--label-smoothing", type=float, default=None)
+    recipe.add_argument("--exposure-target", type=float, default=None, metavar="MEAN",
+                        help="brighten frames darker than this mean pixel value to it (one gain, never darkening; "
+                             "e.g. 100), in training and in the shipped graph; with --export-only: the shipped graph "
+                             "only (default: the run's own, else off)")
     recipe.add_argument("--lovasz-weight", type=float, default=None,
                         help="add this x the Lovasz-softmax loss, a per-class IoU surrogate (default 0 = off)")
     recipe.add_argument("--lovasz-stride", type=int, default=None,
@@ -209,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
         from ..training.ship import ship_run
         entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data,
                          split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
-                         blend_init=args.blend_init, blend_start=args.blend_start, class_bias=class_bias)
+                         blend_init=args.blend_init, blend_start=args.blend_start, class_bias=class_bias,
+                         exposure_target=args.exposure_target)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}  ({entry['onnx']})")
         return 0
     if not args.out:

@@ -3,7 +3,8 @@
 Layout (``GRAPH_FORMAT``): input ``image`` uint8 [1, H, W, 3] BGR, H and W multiples of
 the model's input multiple; output ``logits`` float32 [1, C, H/8, W/8], the output of the
 segmentation head's last Conv (its node name keeps ``conv_seg``). BGR->RGB and the
-mean/std normalisation are inside the graph; everything after the logits (upsample,
+mean/std normalisation are inside the graph, and the exposure gain for models that have one
+(engine/models/exposure.py, metadata ``exposure``); everything after the logits (upsample,
 argmax, confidence) is ``engine/run/postprocess.py``.
 
 Metadata (``metadata_props``, JSON-encoded values): variant, dataset, classes, palette

@@ -49,6 +49,7 @@ class TrainConfig:
     ohem_min_kept: int = 100_000  # OHEM: at least this many hardest pixels per batch
     class_weight: str = "none"
     label_smoothing: float = 0.0
+    exposure_target: float = 0.0  # > 0: frames darker than this mean are brightened to it (engine/models/exposure.py)
     lovasz_weight: float = 0.0  # > 0: + this x the Lovasz-softmax loss (engine.training.losses)
     lovasz_stride: int = 1  # the Lovasz term scores every N-th pixel of each row and column
     aux_weight: float = 0.0  # > 0: auxiliary heads on the 1/16 and 1/32 features (engine.training.aux_heads)

@@ -98,11 +98,11 @@ def onnx_state(path: str | Path) -> tuple[dict, str, int]:
         state[f"{bn}.bias"] = torch.from_numpy(bias.copy())
         state[f"{bn}.running_mean"] = torch.zeros(weight.shape[0])
         state[f"{bn}.running_var"] = torch.full((weight.shape[0],), 1.0 - eps)
-    _check_same_logits(path, model, state)
+    _check_same_logits(path, model, state, (meta.get("exposure") or {}).get("target_mean"))
     return state, variant, num_classes
 
 
-def _check_same_logits(path: Path, model: nn.Module, state: dict) -> None:
+def _check_same_logits(path: Path, model: nn.Module, state: dict, exposure_target: float | None = None) -> None:
     """The rebuilt network must give the file's logits: a layout this code misreads fails here."""
     import onnxruntime as ort
 
@@ -111,7 +111,7 @@ def _check_same_logits(path: Path, model: nn.Module, state: dict) -> None:
     model.load_state_dict(state, strict=True)
     image = np.random.default_rng(0).integers(0, 256, (1, *CHECK_HW, 3), dtype=np.uint8)
     with torch.no_grad():
-        ours = DeployGraph(model.eval())(torch.from_numpy(image)).numpy()
+        ours = DeployGraph(model.eval(), exposure_target)(torch.from_numpy(image)).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: image})[0]
     if ours.shape != theirs.shape or not np.allclose(ours, theirs, atol=1e-3 * max(1.0, float(np.abs(theirs).max()))):

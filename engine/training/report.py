@@ -62,6 +62,8 @@ def describe_recipe(cfg: dict) -> str:
     if cfg.get("lovasz_weight"):
         stride = cfg.get("lovasz_stride", 1)
         parts.append(f"Lovasz x{cfg['lovasz_weight']:g}" + (f" (stride {stride})" if stride != 1 else ""))
+    if cfg.get("exposure_target"):
+        parts.append(f"exposure {cfg['exposure_target']:g}")
     if cfg.get("aux_weight"):
         parts.append(f"aux heads x{cfg['aux_weight']:g}")
     if cfg.get("teacher"):

@@ -17,6 +17,7 @@ from ..models.datasets import dataset_info
 from ..errors import StudioError
 from ..models.registry import ModelEntry, Registry
 from ..paths import DEFAULT_CAMVID
+from ..models.exposure import check_target
 from .class_bias import class_bias_flags
 from .run_weights import load_run_weights, run_folders, spec_name
 
@@ -44,20 +45,23 @@ def selection_figures(run_dir: Path) -> dict:
             "measured_by": "in-loop validation (the protocol of main.py eval) on every frame of the held-out drive"}
 
 
-def ship_flags(weight: float | None, start: str | Path | None, class_bias: dict[str, float] | None = None) -> str:
-    """The command-line flags that ship a run as asked (" --blend-init W [--blend-start S] [--class-bias C=V]")."""
+def ship_flags(weight: float | None, start: str | Path | None, class_bias: dict[str, float] | None = None,
+               exposure_target: float | None = None) -> str:
+    """The command-line flags that ship a run as asked (" --blend-init W [--blend-start S] [--class-bias C=V]
+    [--exposure-target T]")."""
     flags = "" if weight is None else f" --blend-init {weight:g}" + (f" --blend-start {start}" if start else "")
-    return flags + class_bias_flags(class_bias)
+    return flags + class_bias_flags(class_bias) + (f" --exposure-target {exposure_target:g}" if exposure_target else "")
 
 
 def measured_selection_figures(spec: str | Path, weight: float | None, data: str | Path = DEFAULT_CAMVID,
                                figures: dict | None = None, start: str | Path | None = None,
-                               class_bias: dict[str, float] | None = None) -> dict:
+                               class_bias: dict[str, float] | None = None, exposure_target: float | None = None) -> dict:
     """``selection_figures`` of a selection run (or soup of runs) shipped as the model is:
     blended with the start (``--blend-init``, ``--blend-start``) and/or averaged. The in-loop figures are of one
     run's own weights, so the held-out figure of the shipped-alike weights (last EMA) is measured
     here by eval (ONNX through the Segmenter) and recorded as the last one. ``figures``: the
-    first run's ``selection_figures`` when the caller has them already; ``class_bias`` as shipped."""
+    first run's ``selection_figures`` when the caller has them already; ``class_bias`` and
+    ``exposure_target`` as shipped."""
     from ..jobs.evaluate import evaluate_model
 
     runs = run_folders(spec)
@@ -68,13 +72,16 @@ def measured_selection_figures(spec: str | Path, weight: float | None, data: str
                                      classes=dataset_info("camvid").classes)
     splits = cfg.get("train_splits", "train,val")
     with tempfile.TemporaryDirectory(prefix="studio-selection-") as tmp:
-        _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={})
+        _install(model, "selection", "camvid", tmp, made_by=f"{spec} as shipped", notes="", training={},
+                 exposure_target=exposure_target)
         held = evaluate_model("selection", data, splits, models_dir=tmp, drives=[figures["holdout_drive"]])
     last = figures["last"]
-    flags = ship_flags(weight, start, class_bias)
+    flags = ship_flags(weight, start, class_bias, exposure_target)
     how = [] if weight is None else [f"blended with the start ({ship_flags(weight, start).strip()})"]
     if class_bias:
         how.append(f"logit offsets ({class_bias_flags(class_bias).strip()})")
+    if exposure_target:
+        how.append(f"exposure target {exposure_target:g}")
     if len(runs) > 1:
         how.insert(0, f"averaged over {len(runs)} runs (a soup)")
     figures["last"] = {"epoch": last["epoch"], "miou_holdout": round(held.metrics["miou"], 6),
@@ -102,15 +109,17 @@ def _run_command(run_dir: Path) -> str | None:
 
 
 def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | Path | None, made_by: str,
-             notes: str, training: dict) -> Registry:
-    """Export ``model`` to ONNX and install it as ``name`` (manifest entry without accuracy)."""
+             notes: str, training: dict, exposure_target: float | None = None) -> Registry:
+    """Export ``model`` to ONNX (with the exposure gain, if any) and install it as ``name`` (manifest
+    entry without accuracy)."""
     from ..models.export import export_onnx
 
     info = dataset_info(dataset)
     registry = Registry(models_dir)
     registry.dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=registry.dir, prefix=".ship-") as tmp:
-        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset})
+        onnx_tmp = export_onnx(model, Path(tmp) / "model.onnx", metadata={"name": name, "dataset": dataset},
+                               exposure_target=exposure_target)
         entry = ModelEntry(name=name, variant=model.variant, dataset=dataset, classes=list(info.classes),
                            palette=[list(c) for c in info.palette], onnx="", sha256="",
                            made_by=made_by, notes=notes, training=training)
@@ -128,14 +137,17 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
 def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
              selection_run: str | Path | list | None = None, blend_init: float | None = None,
-             blend_start: str | Path | None = None, class_bias: dict[str, float] | None = None) -> dict:
+             blend_start: str | Path | None = None, class_bias: dict[str, float] | None = None,
+             exposure_target: float | None = None) -> dict:
     """Export RUN/checkpoint (or the soup of ``RUN,RUN,...``) as model ``name``, evaluate it on
     ``data``/``split`` through the Segmenter and record command, epochs and measured accuracy in
     the manifest. ``selection_run``: the held-out-drive run(s) that chose the recipe, one per
     drive, each shipped alike and measured (``training.selection``, ``training.unseen_drives``).
     ``blend_init``: ship W x the trained weights + (1 - W) x the start (the run's --init, or
     ``blend_start``). ``class_bias``: class name -> offset added to the classifier's bias
-    (``class_bias.py``), applied alike to the selection runs.
+    (``class_bias.py``), applied alike to the selection runs. ``exposure_target``: the shipped
+    graph brightens dark frames to this mean (engine/models/exposure.py; default: the run's own
+    training target, if any), the selection runs alike.
     Returns a summary dict (name, onnx, miou, pixel_acc)."""
     from ..jobs.evaluate import evaluate_model
 
@@ -143,6 +155,8 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     run_dir = runs[0]
     info = dataset_info(dataset)
     model, ckpt, cfg = load_run_weights(run, checkpoint, blend_init, blend_start, class_bias, info.classes)
+    trained_exposure = check_target(cfg.get("exposure_target"))
+    exposure = check_target(exposure_target) if exposure_target is not None else trained_exposure
     if model.num_classes != info.num_classes:
         raise StudioError(f"{run_dir} predicts {model.num_classes} classes, dataset {dataset!r} has {info.num_classes}")
     last = run_dir / "last.pth"
@@ -164,7 +178,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
                                             "warmup_iters", "scale_range", "scale_sampling", "cat_max_ratio", "rare_crop",
                                             "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                                            "label_smoothing", "aux_weight", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
+                                            "label_smoothing", "exposure_target", "aux_weight", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
@@ -194,14 +208,21 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
             "offsets": dict(class_bias), "flags": bias_flags,
             "what": "added to the classifier's bias (conv_seg) at ship time, so argmax gives these thin rare "
                     "classes more pixels (engine/training/class_bias.py)"}
+    if exposure:
+        training["exposure"] = {
+            "target_mean": exposure, "in_training": trained_exposure,
+            "what": "the graph multiplies a frame whose mean pixel value is below target_mean by target_mean / mean "
+                    "before the network (engine/models/exposure.py); in_training: the target the run's frames were "
+                    "brightened to (null: none)"}
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
     if specs:
         in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
         drives = [f["holdout_drive"] for f in in_loop]
         if len(set(drives)) != len(drives):
             raise StudioError(f"--selection-run: give one run per held-out drive, not drives {', '.join(drives)}")
-        measure = blend_init is not None or bool(class_bias) or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
-        selections = [measured_selection_figures(s, blend_init, data, figures, blend_start, class_bias) if measure else figures
+        measure = blend_init is not None or bool(class_bias) or bool(exposure) or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
+        selections = [measured_selection_figures(s, blend_init, data, figures, blend_start, class_bias, exposure)
+                      if measure else figures
                       for s, figures in zip(specs, in_loop)]
         training["selection"] = selections[0]
         if len(selections) > 1:
@@ -214,11 +235,12 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         start += f", distilled from {extra['teacher']['name']}"
     notes = (f"TopFormer-{model.variant} {start} on CamVid {trained_on} by this project: "
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)"
-             + (f"; logit offsets {bias_flags}" if class_bias else ""))
-    registry = _install(model, name, dataset, models_dir, notes=notes, training=training,
+             + (f"; logit offsets {bias_flags}" if class_bias else "")
+             + (f"; frames darker than a mean of {exposure:g} brightened to it" if exposure else ""))
+    registry = _install(model, name, dataset, models_dir, notes=notes, training=training, exposure_target=exposure,
                         made_by=command if len(runs) == 1 and command else
                         f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + ship_flags(blend_init, blend_start, class_bias))
+                        + ship_flags(blend_init, blend_start, class_bias, exposure_target))
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {

@@ -34,6 +34,7 @@ from torch import nn
 from ..models.datasets import dataset_info, list_samples, parse_splits, select_samples
 from ..errors import StudioError
 from ..fileio import atomic_output, atomic_write_text
+from ..models.exposure import brighten, check_target
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import TrainConfig
@@ -213,18 +214,21 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
+    exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
     if not resume:
         cfg.extra = {**cfg.extra, "train_frames": train_frames}
     images, labels = D.load_samples(train_samples)
     unlabelled = add_unlabelled(cfg, images, labels)
+    images = [brighten(im, exposure) for im in images]
     if unlabelled and not resume:
         cfg.extra = {**cfg.extra, "unlabelled_frames": unlabelled}
     teacher = make_teacher(cfg)
     if teacher is not None and not resume:
         cfg.extra = {**cfg.extra, "teacher": teacher.record}
     val_images, val_labels = D.load_samples(val_samples)
+    val_images = [brighten(im, exposure) for im in val_images]
     val_names = {s.name for s in list_samples(cfg.data, cfg.val_split)}
     frames = ValFrames([s.name for s in val_samples], [s.drive for s in val_samples], val_images, val_labels,
                        in_val=[s.name in val_names for s in val_samples],
