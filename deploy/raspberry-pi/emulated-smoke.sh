@@ -22,8 +22,10 @@
 # Defaults: the shared highway clip, 3 frames, camvid-tiny and camvid-tiny-int8, half,
 # onnxruntime 1.27.0 (the newest that imports under Debian's qemu 7.2 here: 1.28 to 1.32 segfault
 # there), work folder /tmp/studio-arm64 (reused between runs: about 850 MB, 370 MB of it the unpacked qemu).
-# FP32 models must match exactly; INT8 ones report their agreement (x86 VNNI and ARM
-# integer kernels may round differently).
+# FP32 models must match exactly, except on frames that a model with an exposure target
+# brightens (99.99 %: the gain comes from a float mean over the frame, summed in another
+# order on aarch64); INT8 ones report their agreement (x86 VNNI and ARM integer kernels may
+# round differently).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +37,8 @@ ORT="1.27.0"
 WORK="/tmp/studio-arm64"
 SUITE="bookworm"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-HOST_PY="${PYTHON:-python3}"
+DEFAULT_PY=python3; [ -x "$ROOT/.venv/bin/python" ] && DEFAULT_PY="$ROOT/.venv/bin/python"   # make setup's venv
+HOST_PY="${PYTHON:-$DEFAULT_PY}"
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -175,11 +178,22 @@ for model in "${MODEL_LIST[@]}"; do
             log "FAIL $model $name: the arm64 run failed:"; tail -n 5 "$OUT/$model-$name-arm64.log"; status=1; continue
         fi
         secs=$(( $(date +%s) - start ))
-        result="$("$HOST_PY" - "$OUT/$model-$name-x86-labels.png" "$OUT/$model-$name-arm64-labels.png" <<'PY'
-import sys, cv2, numpy as np
+        result="$("$HOST_PY" - "$OUT/$model-$name-x86-labels.png" "$OUT/$model-$name-arm64-labels.png" \
+            "$frame" "$ROOT/models/manifest.json" "$model" <<'PY'
+import json, sys, cv2, numpy as np
 a, b = (cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in sys.argv[1:3])
 same = float((a == b).mean()) if a.shape == b.shape else 0.0
-print(f"{'exact' if a.shape == b.shape and same == 1.0 else 'differs'} {100 * same:.4f}% of {a.size} pixels agree")
+verdict = "exact" if a.shape == b.shape and same == 1.0 else "differs"
+# A model with an exposure target brightens a frame darker than it by target / mean: the
+# mean is a float reduction over the whole frame, summed in another order by x86's and
+# ARM's kernels, so a last-bit difference in the gain can move a value across a rounding
+# edge. Such frames need 99.99 % agreement, the others stay exact.
+entries = json.load(open(sys.argv[4]))["models"]
+exposure = next((e.get("training", {}).get("exposure") or {} for e in entries if e["name"] == sys.argv[5]), {})
+target = exposure.get("target_mean")
+if verdict == "differs" and target and cv2.imread(sys.argv[3]).mean() < target and same >= 0.9999:
+    verdict = "brightened"
+print(f"{verdict} {100 * same:.4f}% of {a.size} pixels agree")
 PY
 )"
         log "$model $name ($what, $scale): $result (arm64 under qemu: ${secs}s)"
@@ -187,12 +201,13 @@ PY
             *-int8:*) ;;             # INT8: x86 VNNI and ARM kernels may round differently; reported
             *:frame*) ;;             # whole pipeline: OpenCV's resize differs by 1 grey level; reported
             *:exact*) ;;
+            *:brightened*) ;;        # a frame the model brightens: within 0.01 % (see above)
             *) status=1 ;;
         esac
     done
 done
 if [ "$status" -eq 0 ]; then
-    log "OK: on the same network input, FP32 class maps of arm64 (qemu, onnxruntime $ORT) equal x86's; results in $OUT"
+    log "OK: on the same network input, FP32 class maps of arm64 (qemu, onnxruntime $ORT) equal x86's (frames a model brightens: within 0.01 %); results in $OUT"
 else
     log "FAIL: see $OUT"
 fi
