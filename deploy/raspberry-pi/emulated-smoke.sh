@@ -179,8 +179,8 @@ for model in "${MODEL_LIST[@]}"; do
         fi
         secs=$(( $(date +%s) - start ))
         result="$("$HOST_PY" - "$OUT/$model-$name-x86-labels.png" "$OUT/$model-$name-arm64-labels.png" \
-            "$frame" "$ROOT/models/manifest.json" "$model" <<'PY'
-import json, sys, cv2, numpy as np
+            "$frame" "$ROOT" "$model" <<'PY'
+import sys, cv2, numpy as np
 a, b = (cv2.imread(p, cv2.IMREAD_UNCHANGED) for p in sys.argv[1:3])
 same = float((a == b).mean()) if a.shape == b.shape else 0.0
 verdict = "exact" if a.shape == b.shape and same == 1.0 else "differs"
@@ -188,11 +188,16 @@ verdict = "exact" if a.shape == b.shape and same == 1.0 else "differs"
 # mean is a float reduction over the whole frame, summed in another order by x86's and
 # ARM's kernels, so a last-bit difference in the gain can move a value across a rounding
 # edge. Such frames need 99.99 % agreement, the others stay exact.
-entries = json.load(open(sys.argv[4]))["models"]
-exposure = next((e.get("training", {}).get("exposure") or {} for e in entries if e["name"] == sys.argv[5]), {})
-target = exposure.get("target_mean")
-if verdict == "differs" and target and cv2.imread(sys.argv[3]).mean() < target and same >= 0.9999:
-    verdict = "brightened"
+if verdict == "differs" and same >= 0.9999:  # only then is the model's graph asked
+    sys.path.insert(0, sys.argv[4])
+    import onnxruntime as ort
+    from engine.models.graph import decode_metadata
+    from engine.models.registry import Registry
+    registry = Registry()
+    session = ort.InferenceSession(str(registry.onnx_path(registry.get(sys.argv[5]))), providers=["CPUExecutionProvider"])
+    target = (decode_metadata(session.get_modelmeta().custom_metadata_map).get("exposure") or {}).get("target_mean")
+    if target and cv2.imread(sys.argv[3]).mean() < target:
+        verdict = "brightened"
 print(f"{verdict} {100 * same:.4f}% of {a.size} pixels agree")
 PY
 )"
