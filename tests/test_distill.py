@@ -11,6 +11,7 @@ import pytest
 
 from engine.cli import run_command
 from engine.errors import StudioError
+from engine.models.exposure import brighten
 from engine.models.registry import Registry
 from engine.training.distill import load_unlabelled
 
@@ -79,6 +80,26 @@ def _args(data: Path, out: Path, models: Path, *extra: str) -> list[str]:
     return ["train", "--variant", "tiny", "--data", str(data), "--out", str(out), "--epochs", "2", "--batch", "2",
             "--crop", "64x96", "--threads", "1", "--warmup-iters", "1", "--eval-every", "1", "--no-progress",
             "--models-dir", str(models), *extra]
+
+
+def test_teacher_of_a_run_that_brightens_its_frames_does_not_brighten_them_again(shipped_models_dir):
+    """camvid-tiny's graph brightens dark frames; a run with --exposure-target has done so
+    already, so the teacher runs without its gain: the same logits on a bright crop, its
+    plain network's on a dark one (not the twice-brightened crop's)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("torch")
+    from engine.training.distill import Teacher
+
+    own = Teacher("camvid-tiny", shipped_models_dir, threads=1, num_classes=11)
+    told = Teacher("camvid-tiny", shipped_models_dir, threads=1, num_classes=11, frames_brightened=True)
+    assert own.segmenter.metadata["exposure"] and own.session is None and "exposure" in told.record
+    rng = np.random.default_rng(1)
+    bright = rng.integers(90, 256, (64, 96, 3), dtype=np.uint8)
+    dark = (bright // 3).astype(np.uint8)
+    assert np.array_equal(own.logits([bright]).numpy(), told.logits([bright]).numpy())
+    assert not np.allclose(own.logits([dark]).numpy(), told.logits([dark]).numpy(), atol=1e-3)
+    lifted = brighten(dark, own.segmenter.metadata["exposure"]["target_mean"])  # what its own gain shows it
+    assert np.abs(own.logits([dark]).numpy() - told.logits([lifted]).numpy()).max() < 1e-3
 
 
 @pytest.mark.torch

@@ -60,6 +60,22 @@ def test_graph_applies_the_training_rule_and_reads_back(tmp_path):
     again, variant, classes = onnx_state(lit)  # an exposure model is a valid --init too
     assert (variant, classes) == ("tiny", 11) and all(torch.equal(again[k], state[k]) for k in state)
 
+    # Taken out again (a teacher shown frames the run brightened already): the plain graph's numbers.
+    import onnx
+
+    from engine.models.graph import without_exposure
+
+    proto = onnx.load(str(lit))
+    stripped = without_exposure(proto)
+    assert {"Round", "ReduceMean"} & {n.op_type for n in proto.graph.node} == {"Round", "ReduceMean"}
+    assert not {"Round", "ReduceMean"} & {n.op_type for n in stripped.graph.node}
+    onnx.checker.check_model(stripped)
+    session = ort.InferenceSession(stripped.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert np.array_equal(session.run(None, {"image": dark})[0], run[plain].run(None, {"image": dark})[0])
+    assert "exposure" not in decode_metadata(session.get_modelmeta().custom_metadata_map)
+    plain_proto = onnx.load(str(plain))
+    assert without_exposure(plain_proto) is plain_proto
+
 
 @pytest.mark.torch
 @pytest.mark.shared

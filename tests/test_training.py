@@ -275,6 +275,7 @@ def test_ship_run_and_eval_cli_reproduce(camvid, tmp_path, capsys):
     (entry,) = manifest["models"]
     assert entry["name"] == "camvid-test" and entry["variant"] == "tiny" and entry["dataset"] == "camvid"
     assert entry["made_by"].startswith("python main.py train ") and "--epochs 1" in entry["made_by"]
+    assert entry["made_by"].endswith(f" && python main.py train --export-only {run} --checkpoint best.pth --name camvid-test")
     assert entry["accuracy"]["epochs"] == 1 and entry["accuracy"]["split"] == "val"
     assert entry["classes"][0] == "sky" and len(entry["palette"]) == 11
     training = entry["training"]

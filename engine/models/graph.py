@@ -111,6 +111,38 @@ def cut_to_logits(model, metadata: dict | None = None):
     return sub
 
 
+def without_exposure(model):
+    """The ModelProto with its exposure gain taken out: the network sees the frame as given.
+
+    Why: a distillation teacher is shown training crops that the run may already have
+    brightened (``--exposure-target``); its own gain, worked out from a crop's mean rather
+    than the frame's, would brighten them again. Files without the gain come back unchanged.
+    The gain's last step is the only ``Round`` before the network; the ``Clip`` after it is
+    bypassed by the ``Mul``'s unscaled input and what then feeds nothing is dropped."""
+    import onnx
+    import onnx.utils
+
+    if not any(n.op_type == "Round" and not n.name.startswith("/model/") for n in model.graph.node):
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's proto stays as it was
+    nodes = list(model.graph.node)
+    rounds = [n for n in nodes if n.op_type == "Round" and not n.name.startswith("/model/")]
+    (rnd,) = rounds
+    scale = next(n for n in nodes if rnd.input[0] in n.output and n.op_type == "Mul")
+    clip = next(n for n in nodes if rnd.output[0] in n.input and n.op_type == "Clip")
+    frame, brightened = scale.input[0], clip.output[0]
+    for node in nodes:
+        node.input[:] = [frame if name == brightened else name for name in node.input]
+    output = model.graph.output[0].name
+    stripped = onnx.utils.Extractor(model).extract_model(["image"], [output])
+    stripped.ir_version = model.ir_version
+    del stripped.opset_import[:]
+    stripped.opset_import.extend(model.opset_import)
+    set_metadata(stripped, {k: v for k, v in decode_metadata({p.key: p.value for p in model.metadata_props}).items()
+                            if k != "exposure"})
+    return stripped
+
+
 def set_metadata(model, metadata: dict) -> None:
     """Replace the ModelProto's metadata_props with ``metadata`` (values JSON-encoded)."""
     del model.metadata_props[:]

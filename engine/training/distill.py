@@ -26,9 +26,14 @@ from .config import TrainConfig
 
 
 class Teacher:
-    """An installed model run by ONNX Runtime on training crops (RGB uint8) -> logits."""
+    """An installed model run by ONNX Runtime on training crops (RGB uint8) -> logits.
 
-    def __init__(self, name: str, models_dir: str | Path | None, threads: int, num_classes: int):
+    ``frames_brightened``: the run already brightens its frames (``--exposure-target``), so a
+    teacher whose graph has an exposure gain runs without it (``graph.without_exposure``):
+    otherwise it would brighten each crop again, by a gain from the crop's mean."""
+
+    def __init__(self, name: str, models_dir: str | Path | None, threads: int, num_classes: int,
+                 frames_brightened: bool = False):
         from ..run.segmenter import Segmenter  # onnxruntime only when distilling
 
         self.segmenter = Segmenter.load(name, models_dir, threads=threads, cpu_only=True, backend="onnxruntime")
@@ -38,11 +43,32 @@ class Teacher:
             raise StudioError(f"--teacher {name} has {self.segmenter.num_classes} classes, the training data "
                               f"{num_classes}")
         self.record = {"name": name, "sha256": self.segmenter.entry.sha256, "variant": self.segmenter.entry.variant}
+        self.session = None
+        if frames_brightened and self.segmenter.metadata.get("exposure"):
+            self.session = _session_without_exposure(self.segmenter.onnx_path, threads)
+            self.record["exposure"] = "taken out of the teacher's graph: the run brightens the frames itself"
 
     def logits(self, crops_rgb: list[np.ndarray]) -> torch.Tensor:
         """float32 [N, C, h/8, w/8]; the graph takes one BGR frame at a time."""
-        out = [self.segmenter.logits(np.ascontiguousarray(c[..., ::-1])[None]) for c in crops_rgb]
+        frames = [np.ascontiguousarray(c[..., ::-1])[None] for c in crops_rgb]
+        if self.session is not None:
+            out = [self.session.run(None, {"image": f})[0][0] for f in frames]
+        else:
+            out = [self.segmenter.logits(f) for f in frames]
         return torch.from_numpy(np.stack(out))
+
+
+def _session_without_exposure(path: Path, threads: int):
+    """An ONNX Runtime CPU session of the model file at ``path`` with its exposure gain taken out."""
+    import onnx
+    import onnxruntime as ort
+
+    from ..models.graph import without_exposure
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads or 1))
+    return ort.InferenceSession(without_exposure(onnx.load(str(path))).SerializeToString(), options,
+                                providers=["CPUExecutionProvider"])
 
 
 def make_teacher(cfg: TrainConfig) -> Teacher | None:
@@ -51,7 +77,8 @@ def make_teacher(cfg: TrainConfig) -> Teacher | None:
         return None
     if cfg.distill_weight < 0 or cfg.distill_temp <= 0:
         raise StudioError("--distill-weight must be at least 0 and --distill-temp above 0")
-    return Teacher(cfg.teacher, cfg.teacher_models_dir, cfg.threads, cfg.num_classes)
+    return Teacher(cfg.teacher, cfg.teacher_models_dir, cfg.threads, cfg.num_classes,
+                   frames_brightened=bool(cfg.exposure_target))
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -237,10 +237,13 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
              f"{source} weights of epoch {best_epoch} ({epochs_done} of {epochs_planned} epochs done)"
              + (f"; logit offsets {bias_flags}" if class_bias else "")
              + (f"; frames darker than a mean of {exposure:g} brightened to it" if exposure else ""))
+    # Both steps when the run's own command is known: training alone does not give the shipped
+    # weights once a blend, offsets or another exposure target are applied at export.
+    ship_command = (f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
+                    + ship_flags(blend_init, blend_start, class_bias, exposure_target))
+    made_by = f"{command} && {ship_command}" if len(runs) == 1 and command else ship_command
     registry = _install(model, name, dataset, models_dir, notes=notes, training=training, exposure_target=exposure,
-                        made_by=command if len(runs) == 1 and command else
-                        f"python main.py train --export-only {run} --checkpoint {checkpoint} --name {name}"
-                        + ship_flags(blend_init, blend_start, class_bias, exposure_target))
+                        made_by=made_by)
     t0 = time.time()
     res = evaluate_model(name, data, split, models_dir=registry.dir, limit=limit)
     accuracy = {
