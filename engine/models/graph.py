@@ -122,12 +122,12 @@ def without_exposure(model):
     import onnx
     import onnx.utils
 
-    if not any(n.op_type == "Round" and not n.name.startswith("/model/") for n in model.graph.node):
+    rounds = [i for i, n in enumerate(model.graph.node) if n.op_type == "Round" and not n.name.startswith("/model/")]
+    if not rounds:
         return model
     model = onnx.ModelProto.FromString(model.SerializeToString())  # the caller's proto stays as it was
     nodes = list(model.graph.node)
-    rounds = [n for n in nodes if n.op_type == "Round" and not n.name.startswith("/model/")]
-    (rnd,) = rounds
+    (rnd,) = [nodes[i] for i in rounds]
     scale = next(n for n in nodes if rnd.input[0] in n.output and n.op_type == "Mul")
     clip = next(n for n in nodes if rnd.output[0] in n.input and n.op_type == "Clip")
     frame, brightened = scale.input[0], clip.output[0]
