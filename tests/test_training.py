@@ -240,6 +240,47 @@ def test_train_cli_user_errors(tmp_path, capsys):
 
 
 @pytest.mark.torch
+def test_resume_goes_on_with_the_runs_own_settings(tmp_path, capsys):
+    """--resume without --data / --device / --threads / --workers / --amp continues the run as it
+    was trained (a GPU run stays on the GPU, bfloat16 stays on); a moved dataset gets one clear
+    line naming --data; settings given again replace the run's."""
+    torch = pytest.importorskip("torch")
+    data = _fake_dataset(tmp_path / "ds", n=4, split="train")
+    _fake_dataset(data, n=2, split="val")
+    out = tmp_path / "r"
+    base = ["train", "--out", str(out), "--no-progress"]
+    assert run_command(base + ["--data", str(data), "--variant", "tiny", "--epochs", "1", "--batch", "2",
+                               "--crop", "32x64", "--eval-every", "1", "--threads", "1", "--workers", "2",
+                               "--amp"]) == 0
+    config = lambda: json.loads((out / "config.json").read_text())  # noqa: E731
+    assert {k: config()[k] for k in ("threads", "workers", "amp", "device")} == {
+        "threads": 1, "workers": 2, "amp": True, "device": "cpu"}
+
+    moved = data.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert run_command(base + ["--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset folder" in err[0] and "--data" in err[0]
+    assert run_command(base + ["--resume", "--epochs", "2", "--data", str(moved)]) == 0
+    assert {k: config()[k] for k in ("threads", "workers", "amp", "device", "data", "epochs")} == {
+        "threads": 1, "workers": 2, "amp": True, "device": "cpu", "data": str(moved), "epochs": 2}
+
+    # A run trained on a GPU: resumed without --device it stays there, or says how to go on.
+    ckpt = torch.load(out / "last.pth", weights_only=False)
+    ckpt["config"]["device"] = "cuda"
+    torch.save(ckpt, out / "last.pth")
+    if not torch.cuda.is_available():
+        capsys.readouterr()
+        assert run_command(base + ["--resume", "--epochs", "3"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no CUDA device" in err[0] and "--device cpu" in err[0]
+    assert run_command(base + ["--resume", "--epochs", "3", "--device", "cpu", "--threads", "2", "--no-amp"]) == 0
+    assert {k: config()[k] for k in ("threads", "workers", "amp", "device", "epochs")} == {
+        "threads": 2, "workers": 2, "amp": False, "device": "cpu", "epochs": 3}
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+@pytest.mark.torch
 def test_train_cli_resume_without_run_and_empty_split(tmp_path, capsys):
     pytest.importorskip("torch")
     data = _fake_dataset(tmp_path / "ds", n=3, split="train")

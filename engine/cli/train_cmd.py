@@ -20,6 +20,7 @@ from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
+RUN_SETTINGS = ("device", "threads", "workers", "amp")  # where and how a run goes, not what it learns
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
                  "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
@@ -47,17 +48,22 @@ def _range(text: str) -> tuple[float, float]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=["tiny", "small", "base"], default="tiny")
-    parser.add_argument("--data", default=DEFAULT_CAMVID, help="CamVid-layout folder")
+    parser.add_argument("--data", default=None,
+                        help=f"CamVid-layout folder (default {DEFAULT_CAMVID}; with --resume: the run's own, or where "
+                             "its frames are now)")
     parser.add_argument("--out", help="run folder (checkpoints, log.jsonl), e.g. runs/tiny-a")
     parser.add_argument("--epochs", type=int, default=None,
                         help="planned epochs (default 200; with --resume: change the plan of the run)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="augmentation threads (default 0: in the training thread; same crops either way)")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (for --device cuda)")
+    # Where and how a run goes: defaults for a new run; with --resume, those of the run unless given.
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default cpu (--resume: the run's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2; --resume: the run's)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="augmentation threads (default 0: in the training thread; same crops either way; "
+                             "--resume: the run's)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="bfloat16 autocast, for --device cuda (default off; --resume: the run's)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
     parser.add_argument("--holdout-drive", default=None, metavar="DRIVE",
                         help="train on all labelled frames (--train-splits) except this drive (e.g. 0006R0) and "
@@ -211,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.name:
             raise StudioError("--export-only needs --name NAME (e.g. camvid-tiny)")
         from ..training.ship import ship_run
-        entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data,
+        entry = ship_run(args.export_only, args.name, models_dir=args.models_dir, data=args.data or DEFAULT_CAMVID,
                          split=args.eval_split, checkpoint=args.checkpoint, selection_run=args.selection_run,
                          blend_init=args.blend_init, blend_start=args.blend_start, class_bias=class_bias,
                          exposure_target=args.exposure_target)
@@ -225,8 +231,10 @@ def run(args: argparse.Namespace) -> int:
     args.eval_every = args.eval_every or 5
     if args.epochs < 1 or args.batch < 1:
         raise StudioError("--epochs and --batch must be at least 1")
-    if not Path(args.data).is_dir():
-        raise StudioError(f"dataset folder not found: {args.data}")
+    data = args.data or DEFAULT_CAMVID
+    if (args.data is not None or not args.resume) and not Path(data).is_dir():
+        raise StudioError(f"dataset folder not found: {data}")
+    run_settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
     from ..training.trainer import TrainConfig, train
 
     recipe = dict(RECIPES[args.recipe]) if args.recipe else {}
@@ -239,9 +247,9 @@ def run(args: argparse.Namespace) -> int:
         recipe["teacher_models_dir"] = str(args.models_dir) if args.models_dir else None
     train_splits = args.train_splits or ("train,val" if args.holdout_drive else "train")
     cfg = TrainConfig(
-        variant=args.variant, data=args.data, out=args.out, epochs=args.epochs, batch=args.batch,
-        crop=tuple(args.crop), eval_every=args.eval_every, seed=args.seed, init=args.init, device=args.device,
-        threads=args.threads, workers=args.workers, amp=args.amp, limit=args.limit, val_limit=args.val_limit, holdout_drive=args.holdout_drive,
+        variant=args.variant, data=data, out=args.out, epochs=args.epochs, batch=args.batch,
+        crop=tuple(args.crop), eval_every=args.eval_every, seed=args.seed, init=args.init, **run_settings,
+        limit=args.limit, val_limit=args.val_limit, holdout_drive=args.holdout_drive,
         train_splits=train_splits, val_split=args.val_split, recipe=args.recipe or "", command=command, **recipe,
     )
     bar = None
@@ -261,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = train(cfg, resume=args.resume, on_step=None if args.no_progress else on_step, on_log=on_log,
-                        new_epochs=new_epochs, new_eval_every=new_eval_every)
+                        new_epochs=new_epochs, new_eval_every=new_eval_every,
+                        resume_overrides={**run_settings, **({"data": data} if args.data else {})})
     finally:
         if bar is not None:
             bar.close()
@@ -270,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
           f"(epoch {best['epoch']}, {best['source']}) -> {Path(args.out) / 'best.pth'}")
     if args.name:
         from ..training.ship import ship_run
-        entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=args.data,
+        entry = ship_run(Path(args.out), args.name, models_dir=args.models_dir, data=summary["data"],
                          split=args.eval_split, checkpoint=args.checkpoint, blend_init=args.blend_init,
                          blend_start=args.blend_start, class_bias=class_bias)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")

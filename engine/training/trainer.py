@@ -173,24 +173,32 @@ def _eval_message(done: int, record: dict, holdout: str | None) -> str:
 
 def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None, on_log: OnLog | None = None,
           stop_after_epochs: int | None = None, new_epochs: int | None = None,
-          new_eval_every: int | None = None) -> dict:
+          new_eval_every: int | None = None, resume_overrides: dict | None = None) -> dict:
     """Train (or resume) a run; returns the final summary. ``on_step`` is called after
     every iteration and ``on_log`` with a line per evaluation (the CLI draws them).
     ``stop_after_epochs`` ends this call early after that many epochs (tests interrupt a
     run this way). ``new_epochs`` on resume changes the planned length: the poly schedule
     is a function of (iteration, total), so the lr simply follows the new curve from the
     current iteration on; used to fit a run into the CPU time that is really available
-    (recorded in the config)."""
+    (recorded in the config). ``resume_overrides``: on resume, the settings given again (the
+    data folder, device, threads, workers, amp); the others are the run's own, so a GPU run
+    goes on on the GPU. None takes device, threads, workers and amp from ``cfg``."""
     out = Path(cfg.out)
     last = out / "last.pth"
+    device_from_run = False  # resumed on the device the run was trained on, not one given again
     if resume:
         if not last.is_file():
             raise StudioError(f"nothing to resume: {last} does not exist")
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
         # The recipe comes from the checkpoint; only where/how to run may change.
-        keep = ("device", "threads", "workers", "amp", "out", "command")
-        cfg = TrainConfig.from_saved(saved, **{k: getattr(cfg, k) for k in keep})
+        given = ({k: getattr(cfg, k) for k in ("device", "threads", "workers", "amp")} if resume_overrides is None
+                 else dict(resume_overrides))
+        cfg = TrainConfig.from_saved(saved, out=cfg.out, command=cfg.command, **given)
+        device_from_run = "device" not in given
+        if not Path(cfg.data).is_dir():
+            raise StudioError(f"the run's dataset folder {cfg.data} is not there: "
+                              "pass --data DIR where its frames are now")
         if new_epochs is not None and new_epochs != cfg.epochs:
             if new_epochs <= ckpt["epoch"]:
                 raise StudioError(f"--epochs {new_epochs}: the run has already done {ckpt['epoch']} epochs")
@@ -209,7 +217,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     torch.set_num_threads(cfg.threads)
     if cfg.device == "cuda":
         if not torch.cuda.is_available():
-            raise StudioError("--device cuda: no CUDA device is available")
+            raise StudioError("--device cuda: no CUDA device is available"
+                              + ("; the run was trained on one: give --device cpu to continue it on the CPU"
+                                 if device_from_run else ""))
         torch.backends.cudnn.benchmark = True
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
@@ -368,5 +378,5 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             break
     if pool is not None:
         pool.shutdown()
-    return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start,
+    return {"epochs": cfg.epochs, "iter": it, "best": best, "wall_s": time.time() - t_start, "data": cfg.data,
             "train_s": train_s_before + time.time() - t_start, "out": str(out)}
