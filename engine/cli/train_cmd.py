@@ -19,8 +19,9 @@ from ..training.config import RECIPES
 from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
+# Where and how a run goes, not what it learns: with --resume, the run's own unless given again.
+RUN_SETTINGS = ("device", "threads", "workers", "amp")
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
-RUN_SETTINGS = ("device", "threads", "workers", "amp")  # where and how a run goes, not what it learns
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
                  "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
