@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 
 from ..errors import StudioError
-from ..training.config import RECIPES
+from ..training.config import RECIPES, RUN_SETTINGS
 from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
-# Where and how a run goes, not what it learns: with --resume, the run's own unless given again.
-RUN_SETTINGS = ("device", "threads", "workers", "amp")
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",

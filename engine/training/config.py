@@ -21,6 +21,8 @@ RECIPES["+ema"] = {**RECIPES["+ohem"], "ema": 0.999}
 RECIPES["strong"] = dict(RECIPES["+ema"])  # the full recipe under its own name
 
 LOSSES = ("ce", "ohem")
+# Where and how a run goes, not what it learns: with --resume, the run's own unless given again.
+RUN_SETTINGS = ("device", "threads", "workers", "amp")
 
 
 @dataclass

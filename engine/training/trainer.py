@@ -37,7 +37,7 @@ from ..fileio import atomic_output, atomic_write_text
 from ..models.exposure import brighten, check_target
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
-from .config import TrainConfig
+from .config import RUN_SETTINGS, TrainConfig
 from .ema import EMA
 from .pretrained import init_weights
 from .losses import build_criterion
@@ -192,7 +192,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         saved = ckpt["config"]
         # The recipe comes from the checkpoint; only where/how to run may change.
-        given = ({k: getattr(cfg, k) for k in ("device", "threads", "workers", "amp")} if resume_overrides is None
+        given = ({k: getattr(cfg, k) for k in RUN_SETTINGS} if resume_overrides is None
                  else dict(resume_overrides))
         cfg = TrainConfig.from_saved(saved, out=cfg.out, command=cfg.command, **given)
         device_from_run = "device" not in given
