@@ -14,18 +14,7 @@ from engine.errors import StudioError
 from engine.models.exposure import brighten
 from engine.models.registry import Registry
 from engine.training.distill import load_unlabelled
-
-
-def _dataset(root: Path, n: int = 4) -> Path:
-    """A small CamVid-layout folder with train and val splits (11 classes + ignore 11)."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for i in range(n):
-            cv2.imwrite(str(root / "images" / split / f"f{i}.png"), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
-            cv2.imwrite(str(root / "labels" / split / f"f{i}.png"), rng.integers(0, 12, (64, 96), dtype=np.uint8))
-    return root
+from fake_camvid import fake_camvid
 
 
 def _video(path: Path, frames: int = 10, size: tuple[int, int] = (128, 72)) -> Path:
@@ -109,7 +98,7 @@ def test_training_with_a_real_teacher_and_unlabelled_frames(tmp_path, shipped_mo
     torch = pytest.importorskip("torch")
     from engine.training.trainer import TrainConfig, train
 
-    data = _dataset(tmp_path / "ds")
+    data = fake_camvid(tmp_path / "ds")
     video = _video(tmp_path / "clip.mp4", frames=8)
     kd = tmp_path / "kd"
     assert run_command(_args(data, kd, shipped_models_dir, "--teacher", "camvid-tiny", "--unlabelled", str(video),
@@ -149,7 +138,7 @@ def test_training_with_a_real_teacher_and_unlabelled_frames(tmp_path, shipped_mo
 @pytest.mark.torch
 def test_distillation_user_errors_are_one_line_and_leave_no_run(tmp_path, shipped_models_dir, capsys):
     pytest.importorskip("torch")
-    data = _dataset(tmp_path / "ds", n=2)
+    data = fake_camvid(tmp_path / "ds", n=2)
     video = _video(tmp_path / "clip.mp4", frames=2)
     cases = [
         (["--unlabelled", str(video)], "need a --teacher"),

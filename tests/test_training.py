@@ -12,6 +12,7 @@ from engine.errors import StudioError
 from engine.models.datasets import list_samples
 from engine.models.registry import Registry
 from engine.training import data as D
+from fake_camvid import fake_camvid
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,19 +20,6 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def camvid(shared_dir) -> Path:
     return shared_dir / "datasets" / "camvid"
-
-
-def _fake_dataset(root: Path, n: int = 3, split: str = "train") -> Path:
-    """A tiny CamVid-layout folder (for error paths that need no real data)."""
-    import cv2
-
-    (root / "images" / split).mkdir(parents=True)
-    (root / "labels" / split).mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        cv2.imwrite(str(root / "images" / split / f"f{i}.png"), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
-        cv2.imwrite(str(root / "labels" / split / f"f{i}.png"), rng.integers(0, 12, (64, 96), dtype=np.uint8))
-    return root
 
 
 # ----------------------------------------------------------------- loader and augmentation
@@ -51,7 +39,7 @@ def test_list_samples_errors(tmp_path):
 
 
 def test_any_folder_in_the_layout_works(tmp_path):
-    root = _fake_dataset(tmp_path / "ds", n=2)
+    root = fake_camvid(tmp_path / "ds", n=2, splits=("train",))
     images, labels = D.load_split(root, "train")
     assert [im.shape for im in images] == [(64, 96, 3)] * 2
     assert [lb.shape for lb in labels] == [(64, 96)] * 2 and labels[0].dtype == np.uint8
@@ -245,8 +233,8 @@ def test_resume_goes_on_with_the_runs_own_settings(tmp_path, capsys):
     was trained (a GPU run stays on the GPU, bfloat16 stays on); a moved dataset gets one clear
     line naming --data; settings given again replace the run's."""
     torch = pytest.importorskip("torch")
-    data = _fake_dataset(tmp_path / "ds", n=4, split="train")
-    _fake_dataset(data, n=2, split="val")
+    data = fake_camvid(tmp_path / "ds", n=4, splits=("train",))
+    fake_camvid(data, n=2, splits=("val",))
     out = tmp_path / "r"
     base = ["train", "--out", str(out), "--no-progress"]
     assert run_command(base + ["--data", str(data), "--variant", "tiny", "--epochs", "1", "--batch", "2",
@@ -283,7 +271,7 @@ def test_resume_goes_on_with_the_runs_own_settings(tmp_path, capsys):
 @pytest.mark.torch
 def test_train_cli_resume_without_run_and_empty_split(tmp_path, capsys):
     pytest.importorskip("torch")
-    data = _fake_dataset(tmp_path / "ds", n=3, split="train")
+    data = fake_camvid(tmp_path / "ds", n=3, splits=("train",))
     assert run_command(["train", "--export-only", str(tmp_path / "norun"), "--name", "x",
                         "--models-dir", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -607,8 +595,8 @@ def test_train_cli_progress_comes_from_callbacks(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from engine.training.trainer import TrainConfig, train
 
-    root = _fake_dataset(tmp_path / "ds", n=4, split="train")
-    _fake_dataset(tmp_path / "ds2", n=2, split="val")
+    root = fake_camvid(tmp_path / "ds", n=4, splits=("train",))
+    fake_camvid(tmp_path / "ds2", n=2, splits=("val",))
     import shutil
     shutil.copytree(tmp_path / "ds2" / "images" / "val", root / "images" / "val")
     shutil.copytree(tmp_path / "ds2" / "labels" / "val", root / "labels" / "val")
@@ -627,7 +615,7 @@ def test_augmentation_threads_give_the_same_run(tmp_path):
     torch = pytest.importorskip("torch")
     from engine.training.trainer import TrainConfig, train
 
-    root = _fake_dataset(tmp_path / "ds", n=4, split="train")
+    root = fake_camvid(tmp_path / "ds", n=4, splits=("train",))
     import shutil
     shutil.copytree(root / "images" / "train", root / "images" / "val")
     shutil.copytree(root / "labels" / "train", root / "labels" / "val")
@@ -645,7 +633,7 @@ def test_amp_path_runs_and_cuda_absence_is_one_line(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     from engine.training.trainer import TrainConfig, train
 
-    root = _fake_dataset(tmp_path / "ds", n=2, split="train")
+    root = fake_camvid(tmp_path / "ds", n=2, splits=("train",))
     import shutil
     shutil.copytree(root / "images" / "train", root / "images" / "val")
     shutil.copytree(root / "labels" / "train", root / "labels" / "val")

@@ -23,7 +23,7 @@ from ..paths import DEFAULT_CAMVID
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
                  "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "exposure_target", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "freeze_bn", "teacher", "distill_weight", "distill_temp",
+                 "label_smoothing", "exposure_target", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
 
 
@@ -119,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(e.g. models/camvid-tiny.onnx; BatchNorm comes folded: use --freeze-bn) or an official mmseg checkpoint "
                              "of the same variant (ADE20K: classifier rows mapped to the dataset's classes); a Tiny is grown "
                              "into a Small or Base that computes the same function (engine/training/grow.py)")
+    recipe.add_argument("--decay-to-start", type=float, default=None, metavar="S",
+                        help="after every step pull each weight lr x S of the way back to its --init start "
+                             "(L2-SP; default 0 = off; engine/training/anchor.py)")
     recipe.add_argument("--freeze-bn", action="store_true", default=None,
                         help="keep BatchNorm statistics fixed (fine-tuning a pretrained model)")
     distill = parser.add_argument_group("distillation (engine/training/distill.py)")

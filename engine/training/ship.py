@@ -131,6 +131,7 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
 # the settings recorded). Lovasz term: losses.py; copy-paste: data.py; distillation: distill.py.
 OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("paste", ("paste", "paste_classes")),
+                         ("decay_to_start", ("decay_to_start",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")))
 
 

@@ -38,6 +38,7 @@ from ..models.exposure import brighten, check_target
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import RUN_SETTINGS, TrainConfig
+from .anchor import make_anchor
 from .ema import EMA
 from .pretrained import init_weights
 from .losses import build_criterion
@@ -254,10 +255,14 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
-    if cfg.init and not resume:
-        model.load_state_dict(init_weights(Path(cfg.init), cfg), strict=True)
+    # On resume the start is computed again only when the anchor pulls towards it.
+    start_state = (init_weights(Path(cfg.init), cfg)
+                   if cfg.init and (not resume or cfg.decay_to_start > 0) else None)
+    if start_state is not None and not resume:
+        model.load_state_dict(start_state, strict=True)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    anchor = make_anchor(model, cfg, start_state)
     groups = param_groups(model, cfg)
     aux = make_aux_heads(cfg)
     if aux is not None:
@@ -323,6 +328,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if anchor is not None:
+                anchor.pull(model, cfg.lr * f)
             if ema is not None:
                 ema.update(model)
             it += 1
