@@ -16,6 +16,7 @@ def _args(data: Path, out: Path, epochs: int, *extra: str) -> list[str]:
             "--threads", "1", "--no-progress", *extra]
 
 
+@pytest.mark.torch
 def test_pull_moves_each_weight_that_share_of_the_way_back():
     torch = pytest.importorskip("torch")
     from engine.training.anchor import StartAnchor
