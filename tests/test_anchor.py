@@ -56,6 +56,10 @@ def test_decay_to_start_keeps_a_run_near_its_init_and_resumes_exactly(tmp_path, 
         return sum(float((model[k] - start[k]).abs().sum()) for k in keys) / sum(model[k].numel() for k in keys)
 
     assert distance(pulled) < 0.5 * distance(free)
+    logged = [json.loads(line) for line in (pulled / "log.jsonl").read_text().splitlines()]
+    assert [r["distance_from_start"] > 0 for r in logged] == [True, True]
+    assert logged[-1]["distance_from_start"] == pytest.approx(distance(pulled), rel=1e-4)
+    assert "distance_from_start" not in (free / "log.jsonl").read_text()
 
     from engine.training.trainer import TrainConfig, train
 

@@ -58,7 +58,8 @@ class StartAnchor:
                 p.sub_(p - w0, alpha=min(k, 1.0))
 
     def distance(self, model: nn.Module) -> float:
-        """Mean absolute distance of the trainable weights from the start (for tests and logs)."""
+        """Mean absolute distance of the trainable weights from the start (log.jsonl's
+        ``distance_from_start`` at each evaluation)."""
         total, count = 0.0, 0
         for n, p in model.named_parameters():
             w0 = self.start.get(n)

@@ -10,7 +10,8 @@ Files in the run folder:
   last.pth      model, EMA, optimizer, iteration, epoch, best score (every epoch)
   best.pth      weights (raw or EMA, whichever scored better) of the best evaluation
   log.jsonl     one JSON object per evaluation: epoch, iter, loss, miou (mixed val),
-                per_drive, miou_holdout (with --holdout-drive), the same for EMA, best
+                per_drive, miou_holdout (with --holdout-drive), the same for EMA, best,
+                distance_from_start (with --decay-to-start)
 
 Selection: with a held-out drive, best.pth holds the weights that scored best on that
 drive (never trained on); without one, those that scored best on the mixed val split.
@@ -356,6 +357,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
                 if cfg.holdout_drive:
                     record.update(miou_holdout_ema=me["miou_holdout"], pixel_acc_holdout_ema=me["pixel_acc_holdout"])
                 candidates.append(("ema", me, ema.state))
+            if anchor is not None:  # how far --decay-to-start let the raw weights move
+                record["distance_from_start"] = anchor.distance(model)
             record["select"] = metric
             record["eval_s"] = round(time.time() - t0, 1)
             record["train_s"] = round(train_s_before + time.time() - t_start, 1)
