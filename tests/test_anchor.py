@@ -26,10 +26,10 @@ def test_pull_moves_each_weight_that_share_of_the_way_back():
     anchor = StartAnchor(model, strength=50.0, start_state=start)
     with torch.no_grad():
         model.weight.add_(1.0)
-    anchor.pull(model, lr=0.004)  # 0.004 x 50 = 0.2 of the way back
+    anchor.pull(lr=0.004)  # 0.004 x 50 = 0.2 of the way back
     assert torch.allclose(model.weight, start["weight"] + 0.8)
     assert torch.equal(model.bias, start["bias"])
-    assert anchor.distance(model) == pytest.approx(0.8 * 6 / 8)
+    assert anchor.distance() == pytest.approx(0.8 * 6 / 8)
 
 
 @pytest.mark.torch

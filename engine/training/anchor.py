@@ -39,31 +39,26 @@ def make_anchor(model: nn.Module, cfg: TrainConfig, start_state: dict | None) ->
 
 
 class StartAnchor:
-    """The start's values of every trainable parameter, and the pull towards them."""
+    """Each trainable parameter of one model, with its start value, and the pull towards it.
+    The pairs are made once: the training loop's model keeps its parameter objects."""
 
     def __init__(self, model: nn.Module, strength: float, start_state: dict):
         self.strength = strength
-        self.start = {n: start_state[n].detach().to(p.device, p.dtype).clone()
-                      for n, p in model.named_parameters() if p.requires_grad}
+        self.pairs = [(p, start_state[n].detach().to(p.device, p.dtype).clone())
+                      for n, p in model.named_parameters() if p.requires_grad]
 
     @torch.no_grad()
-    def pull(self, model: nn.Module, lr: float) -> None:
+    def pull(self, lr: float) -> None:
         """After ``optimizer.step()``: move each parameter ``lr * strength`` of the way back."""
-        k = lr * self.strength
+        k = min(lr * self.strength, 1.0)
         if k <= 0:
             return
-        for n, p in model.named_parameters():
-            w0 = self.start.get(n)
-            if w0 is not None:
-                p.sub_(p - w0, alpha=min(k, 1.0))
+        for p, w0 in self.pairs:
+            p.sub_(p - w0, alpha=k)
 
-    def distance(self, model: nn.Module) -> float:
+    @torch.no_grad()
+    def distance(self) -> float:
         """Mean absolute distance of the trainable weights from the start (log.jsonl's
         ``distance_from_start`` at each evaluation)."""
-        total, count = 0.0, 0
-        for n, p in model.named_parameters():
-            w0 = self.start.get(n)
-            if w0 is not None:
-                total += float((p.detach() - w0).abs().sum())
-                count += p.numel()
-        return total / max(count, 1)
+        total = sum(float((p - w0).abs().sum()) for p, w0 in self.pairs)
+        return total / max(sum(p.numel() for p, _ in self.pairs), 1)

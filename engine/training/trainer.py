@@ -330,7 +330,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             loss.backward()
             optimizer.step()
             if anchor is not None:
-                anchor.pull(model, cfg.lr * f)
+                anchor.pull(cfg.lr * f)
             if ema is not None:
                 ema.update(model)
             it += 1
@@ -358,7 +358,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
                     record.update(miou_holdout_ema=me["miou_holdout"], pixel_acc_holdout_ema=me["pixel_acc_holdout"])
                 candidates.append(("ema", me, ema.state))
             if anchor is not None:  # how far --decay-to-start let the raw weights move
-                record["distance_from_start"] = anchor.distance(model)
+                record["distance_from_start"] = anchor.distance()
             record["select"] = metric
             record["eval_s"] = round(time.time() - t0, 1)
             record["train_s"] = round(train_s_before + time.time() - t_start, 1)
