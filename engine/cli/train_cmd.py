@@ -22,7 +22,7 @@ from ..paths import DEFAULT_CAMVID
 # TrainConfig fields set by the recipe flags (None on the command line = not given).
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio",
-                 "rare_crop", "paste", "paste_classes", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
+                 "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
                  "label_smoothing", "exposure_target", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn", "teacher", "distill_weight", "distill_temp",
                  "unlabelled", "unlabelled_every")
 
@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "batch, image and label (copy-paste; default 0 = off)")
     recipe.add_argument("--paste-classes", default=None,
                         help="comma-separated classes pasted (default pole,sign_symbol,fence,pedestrian,bicyclist)")
+    recipe.add_argument("--colour-cast", type=float, default=None, metavar="C",
+                        help="white-balance jitter: red and blue gains drawn in [1/(1+C), 1+C] before the colour "
+                             "jitter (e.g. 0.2; default 0 = off)")
     recipe.add_argument("--photometric", choices=["none", "basic", "strong"], default=None,
                         help="colour jitter (basic, default) or + blur, noise, JPEG (strong)")
     recipe.add_argument("--loss", choices=["ce", "ohem"], default=None, help="cross-entropy or OHEM (default ce)")

@@ -45,6 +45,7 @@ class TrainConfig:
     rare_crop: float = 0.0
     paste: float = 0.0  # probability that a crop gets the paste_classes pixels of another crop of its batch
     paste_classes: str = "pole,sign_symbol,fence,pedestrian,bicyclist"
+    colour_cast: float = 0.0  # > 0: white-balance jitter, red/blue gains in [1/(1+c), 1+c] (engine.training.data)
     photometric: str = "basic"  # none | basic (mmseg colour jitter) | strong (+ blur, noise, JPEG)
     loss: str = "ce"  # ce | ohem
     ohem_thresh: float = 0.7  # OHEM: pixels whose true-class probability is below this are hard

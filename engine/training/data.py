@@ -69,6 +69,7 @@ class AugConfig:
     ignore_index: int = 11
     paste: float = 0.0  # probability that a crop gets the paste_classes pixels of the batch's next crop
     paste_classes: tuple[int, ...] = ()
+    colour_cast: float = 0.0  # > 0: red and blue gains drawn in [1/(1+c), 1+c] (white balance)
 
 
 def random_scale(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, lo: float, hi: float,
@@ -162,6 +163,18 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def colour_cast(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """A camera's white balance: the red and the blue channel each multiplied by a gain
+    drawn log-uniform in [1/(1+strength), 1+strength], green kept. CamVid's drives each have
+    one cast (mean red/green 0.85 at dusk on 0001TP, 0.96 on 0016E5, 1.00 on 0006R0, with a
+    spread of 0.01-0.02 within a drive), and the mmseg hue shift rotates hues rather than
+    tinting the frame, so without this a model sees as many casts as it has drives."""
+    span = np.log1p(strength)
+    gains = np.exp(rng.uniform(-span, span, 2))
+    out = img.astype(np.float32) * np.array([gains[0], 1.0, gains[1]], np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def degrade(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Camera and codec faults users' footage has and CamVid's clean frames lack, each with
     probability 0.3: Gaussian blur (sigma 0.3-1.5: focus, motion), Gaussian noise (sigma
@@ -201,6 +214,8 @@ def augment(img: np.ndarray, lbl: np.ndarray, rng: np.random.Generator, cfg: Aug
     img, lbl = random_crop(img, lbl, rng, cfg, rare_weight)
     if cfg.flip and rng.random() < 0.5:
         img, lbl = img[:, ::-1], lbl[:, ::-1]
+    if cfg.colour_cast > 0:
+        img = colour_cast(img, rng, cfg.colour_cast)
     mode = photometric_mode(cfg.photometric)
     if mode != "none":
         img = photometric_distortion(np.ascontiguousarray(img), rng)

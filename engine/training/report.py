@@ -54,6 +54,8 @@ def describe_recipe(cfg: dict) -> str:
         parts.append(f"lr {cfg.get('lr'):g}" + (f" (head x{cfg.get('head_lr_mult'):g})" if cfg.get("head_lr_mult") != 10 else ""))
     if cfg.get("freeze_bn"):
         parts.append("frozen BN")
+    if cfg.get("colour_cast"):
+        parts.append(f"colour cast {cfg['colour_cast']:g}")
     if cfg.get("decay_to_start"):
         parts.append(f"decay to start x{cfg['decay_to_start']:g}")
     if cfg.get("class_weight") not in (None, "none"):

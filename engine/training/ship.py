@@ -132,6 +132,7 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
 OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("paste", ("paste", "paste_classes")),
                          ("decay_to_start", ("decay_to_start",)),
+                         ("colour_cast", ("colour_cast",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")))
 
 

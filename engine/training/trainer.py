@@ -226,6 +226,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
+    if not 0 <= cfg.colour_cast <= 1:  # and a cast beyond gains of 0.5-2
+        raise StudioError(f"--colour-cast {cfg.colour_cast:g}: must be between 0 (off) and 1")
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
@@ -250,7 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     aug = D.AugConfig(crop=tuple(cfg.crop), scale_range=tuple(cfg.scale_range), scale_sampling=cfg.scale_sampling,
                       cat_max_ratio=cfg.cat_max_ratio,
                       rare_crop=cfg.rare_crop, photometric=cfg.photometric, ignore_index=cfg.ignore_index,
-                      paste=cfg.paste, paste_classes=paste_class_ids(cfg))
+                      paste=cfg.paste, paste_classes=paste_class_ids(cfg), colour_cast=cfg.colour_cast)
     weights = D.class_weights(freq, cfg.class_weight)
     criterion = build_criterion(cfg, None if weights is None else torch.from_numpy(weights).to(device))
 

@@ -1,0 +1,58 @@
+"""--colour-cast (engine.training.data.colour_cast): a white-balance jitter of training frames."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.cli import run_command
+from engine.training import data as D
+from fake_camvid import fake_camvid
+
+
+def test_cast_scales_red_and_blue_within_the_range_and_keeps_green():
+    img = np.full((8, 8, 3), 100, np.uint8)
+    ratios = []
+    for seed in range(200):
+        out = D.colour_cast(img, np.random.default_rng(seed), 0.25)
+        assert out.dtype == np.uint8 and out.shape == img.shape
+        assert (out[..., 1] == 100).all()
+        ratios.append(out[0, 0, [0, 2]] / 100.0)
+    ratios = np.array(ratios)
+    assert ratios.min() >= 1 / 1.25 - 0.01 and ratios.max() <= 1.25 + 0.01
+    # both directions for each channel, and the two gains drawn apart (a tint, not a brightness)
+    assert (ratios < 0.9).any(axis=0).all() and (ratios > 1.1).any(axis=0).all()
+    assert np.corrcoef(ratios[:, 0], ratios[:, 1])[0, 1] < 0.3
+
+
+def test_augment_casts_only_the_image_and_only_when_asked():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    lbl = rng.integers(0, 11, (64, 96), dtype=np.uint8)
+    plain = D.AugConfig(crop=(64, 96), scale_range=(1.0, 1.0), photometric="none", flip=False)
+    cast = D.AugConfig(crop=(64, 96), scale_range=(1.0, 1.0), photometric="none", flip=False, colour_cast=0.3)
+    a0, b0 = D.augment(img, lbl, np.random.default_rng(1), plain)
+    a1, b1 = D.augment(img, lbl, np.random.default_rng(1), cast)
+    assert np.array_equal(a0, img) and np.array_equal(b0, b1)
+    assert not np.array_equal(a0, a1) and np.array_equal(a0[..., 1], a1[..., 1])
+
+
+@pytest.mark.torch
+def test_colour_cast_is_recorded_and_a_bad_value_is_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from engine.training.report import describe_recipe
+
+    data = fake_camvid(tmp_path / "camvid", n=2)
+    args = ["train", "--variant", "tiny", "--data", str(data), "--epochs", "1", "--batch", "2", "--crop", "32x64",
+            "--eval-every", "1", "--warmup-iters", "1", "--threads", "1", "--no-progress"]
+    assert run_command([*args, "--out", str(tmp_path / "r"), "--colour-cast", "0.2"]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["colour_cast"] == 0.2 and "colour cast 0.2" in describe_recipe(cfg)
+    capsys.readouterr()
+    for bad in ("-0.1", "2"):
+        assert run_command([*args, "--out", str(tmp_path / f"bad{bad}"), "--colour-cast", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: --colour-cast {float(bad):g}: must be between 0 (off) and 1"]
+    assert not Path(tmp_path / "bad2").exists() or not any(Path(tmp_path / "bad2").iterdir())
