@@ -27,14 +27,18 @@ from ..errors import StudioError
 from .config import TrainConfig
 
 
-def make_anchor(model: nn.Module, cfg: TrainConfig, start_state: dict | None) -> "StartAnchor | None":
-    """The run's anchor (``cfg.decay_to_start`` > 0), or None; a bad setting is one line."""
+def check_anchor(cfg: TrainConfig) -> None:
+    """A bad ``--decay-to-start`` is one line, before the data is loaded."""
     if cfg.decay_to_start < 0:
         raise StudioError(f"--decay-to-start {cfg.decay_to_start}: must be 0 (off) or more")
-    if cfg.decay_to_start == 0:
-        return None
-    if start_state is None:
+    if cfg.decay_to_start > 0 and not cfg.init:
         raise StudioError("--decay-to-start needs --init: the weights to pull towards")
+
+
+def make_anchor(model: nn.Module, cfg: TrainConfig, start_state: dict | None) -> "StartAnchor | None":
+    """The run's anchor (``cfg.decay_to_start`` > 0, checked by :func:`check_anchor`), or None."""
+    if cfg.decay_to_start == 0 or start_state is None:
+        return None
     return StartAnchor(model, cfg.decay_to_start, start_state)
 
 

@@ -163,6 +163,12 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndar
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def check_colour_cast(strength: float) -> None:
+    """A bad ``--colour-cast`` is one line (above 1 the gains would pass 0.5 and 2)."""
+    if not 0 <= strength <= 1:
+        raise StudioError(f"--colour-cast {strength:g}: must be between 0 (off) and 1")
+
+
 def colour_cast(img: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """A camera's white balance: the red and the blue channel each multiplied by a gain
     drawn log-uniform in [1/(1+strength), 1+strength], green kept. CamVid's drives each have

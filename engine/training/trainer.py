@@ -39,7 +39,7 @@ from ..models.exposure import brighten, check_target
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
 from .config import RUN_SETTINGS, TrainConfig
-from .anchor import make_anchor
+from .anchor import check_anchor, make_anchor
 from .ema import EMA
 from .pretrained import init_weights
 from .losses import build_criterion
@@ -226,8 +226,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
-    if not 0 <= cfg.colour_cast <= 1:  # and a cast beyond gains of 0.5-2
-        raise StudioError(f"--colour-cast {cfg.colour_cast:g}: must be between 0 (off) and 1")
+    D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
+    check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
