@@ -546,7 +546,7 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     capsys.readouterr()
     assert run_command(["train", "--report", str(out)]) == 0
     table = capsys.readouterr().out.strip().splitlines()
-    assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
+    assert len(table) == 3 and table[2].startswith(f"| `hold` | tiny | +ohem, warmup-iters 1, ohem-min-kept 500, ema 0.9 | 2/2 | held-out 0001TP | {best['miou'] * 100:.2f} (")
     assert run_command(["train", "--report", str(tmp_path / "nope")]) == 2
     assert "not a run folder" in capsys.readouterr().err
     # A refit on every frame records this run's held-out figures (ship --selection-run).
@@ -555,7 +555,7 @@ def test_holdout_drive_training_selects_on_the_unseen_drive(camvid, tmp_path, ca
     sel = selection_figures(out)
     assert sel["holdout_drive"] == "0001TP" and sel["best"]["miou_holdout"] == round(best["miou"], 6)
     assert sel["last"]["epoch"] == 2 and sel["last"]["miou_holdout"] == round(log[-1]["miou_holdout"], 6)
-    assert sel["recipe"] == "+ohem" and "--holdout-drive 0001TP" in sel["command"]
+    assert sel["recipe"] == "+ohem, warmup-iters 1, ohem-min-kept 500, ema 0.9" and "--holdout-drive 0001TP" in sel["command"]
     # A model shipped without a held-out run gets this run as its held-out estimate (no export).
     before = Registry(shipped_models_copy).get("camvid-small")
     capsys.readouterr()
@@ -647,6 +647,38 @@ def test_amp_path_runs_and_cuda_absence_is_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no CUDA device" in err[0]
         assert not (tmp_path / "gpu").exists()
+
+
+def test_each_recipe_setting_is_a_flag_a_config_field_and_recorded_when_shipped():
+    """RECIPE_FIELDS is the one list of recipe settings: each is a TrainConfig field, has its
+    train flag, and the manifest records it (always, or with the optional part that uses it)."""
+    import argparse
+
+    from engine.cli.train_cmd import add_arguments
+    from engine.training.config import OPTIONAL_RECIPE_PARTS, RECIPE_FIELDS, RECORDED_RECIPE, TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    flags = {action.dest for action in parser._actions}
+    optional = {k for _, fields in OPTIONAL_RECIPE_PARTS for k in fields}
+    for key in RECIPE_FIELDS:
+        assert key in TrainConfig.__dataclass_fields__, key
+        assert key in flags, f"--{key.replace('_', '-')} missing"
+        assert (key in RECORDED_RECIPE) != (key in optional), key
+    assert set(RECORDED_RECIPE) <= set(TrainConfig.__dataclass_fields__)
+
+
+def test_report_names_every_setting_that_differs_from_the_named_recipe():
+    """A setting describe_recipe does not word itself still shows, as "flag value"; one equal to
+    its recipe (or to the default, without a recipe) does not."""
+    from engine.training.report import describe_recipe
+
+    assert describe_recipe({"recipe": "strong", "drop_path": 0.2, "rare_crop": 0.3}) == "strong, drop-path 0.2"
+    assert describe_recipe({"recipe": "+scale", "scale_range": [0.5, 2.0]}) == "+scale, scale-range 0.5-2"
+    assert describe_recipe({"recipe": "strong", "scale_range": [0.5, 3.0], "loss": "ohem"}) == "strong"
+    assert describe_recipe({"lr": 2e-4, "ohem_thresh": 0.9}) == "-, lr 0.0002, ohem-thresh 0.9"
+    fine_tune = {"recipe": "strong", "init": "x.pth", "lr": 2e-4, "head_lr_mult": 10, "freeze_bn": True}
+    assert describe_recipe(fine_tune) == "strong, init x.pth, lr 0.0002, frozen BN"
 
 
 def test_report_names_what_each_run_changed():

@@ -15,16 +15,9 @@ import sys
 from pathlib import Path
 
 from ..errors import StudioError
-from ..training.config import RECIPES, RUN_SETTINGS
+from ..training.config import RECIPE_FIELDS, RECIPES, RUN_SETTINGS
 from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
-
-# TrainConfig fields set by the recipe flags (None on the command line = not given).
-RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
-                 "cat_max_ratio",
-                 "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                 "label_smoothing", "exposure_target", "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn", "teacher", "distill_weight", "distill_temp",
-                 "unlabelled", "unlabelled_every")
 
 
 def _hw(text: str) -> tuple[int, int]:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from ..errors import StudioError
-from .config import TrainConfig
+from .config import RECIPE_FIELDS, RECIPES, TrainConfig
 
 
 def summarise_run(run_dir: str | Path) -> dict:
@@ -75,7 +75,33 @@ def describe_recipe(cfg: dict) -> str:
         kd += f", T {cfg['distill_temp']:g})" if cfg.get("distill_temp", 1.0) != 1.0 else ")"
         frames = (cfg.get("extra") or {}).get("unlabelled_frames")
         parts.append(kd + (f", {frames} unlabelled frames" if frames else ""))
+    parts.extend(_other_changes(cfg))
     return ", ".join(parts)
+
+
+# Settings that describe_recipe words itself (lr only for a fine-tune, next to its start).
+_WORDED = {"head_lr_mult", "freeze_bn", "colour_cast", "decay_to_start", "class_weight", "paste", "paste_classes",
+           "lovasz_weight", "lovasz_stride", "exposure_target", "aux_weight", "teacher", "distill_weight",
+           "distill_temp", "unlabelled", "unlabelled_every"}
+
+
+def _other_changes(cfg: dict) -> list[str]:
+    """Every other recipe setting that differs from its named recipe (or, without one, from the
+    TrainConfig default), as "flag value": a new setting is never left out of the table."""
+    start = {**{k: f.default for k, f in TrainConfig.__dataclass_fields__.items()}, **RECIPES.get(cfg.get("recipe"), {})}
+    worded = _WORDED | ({"lr"} if cfg.get("init") else set())
+    out = []
+    for key in RECIPE_FIELDS:
+        value = cfg.get(key)
+        if key in worded or value is None:
+            continue
+        if isinstance(value, list):
+            value = tuple(value)
+        if value != start.get(key):
+            shown = "-".join(f"{v:g}" for v in value) if isinstance(value, tuple) else (
+                f"{value:g}" if isinstance(value, float) else value)
+            out.append(f"{key.replace('_', '-')} {shown}")
+    return out
 
 
 def format_table(rows: list[dict]) -> str:

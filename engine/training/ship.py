@@ -19,6 +19,7 @@ from ..models.registry import ModelEntry, Registry
 from ..paths import DEFAULT_CAMVID
 from ..models.exposure import check_target
 from .class_bias import class_bias_flags
+from .config import OPTIONAL_RECIPE_PARTS, RECORDED_RECIPE
 from .run_weights import load_run_weights, run_folders, spec_name
 
 CHECK_IMAGES = 10  # images of the quick reproduction check recorded with every shipped model
@@ -127,15 +128,6 @@ def _install(model: torch.nn.Module, name: str, dataset: str, models_dir: str | 
     return registry
 
 
-# Recipe parts recorded only for runs that used them: (the setting that switches the part on,
-# the settings recorded). Lovasz term: losses.py; copy-paste: data.py; distillation: distill.py.
-OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
-                         ("paste", ("paste", "paste_classes")),
-                         ("decay_to_start", ("decay_to_start",)),
-                         ("colour_cast", ("colour_cast",)),
-                         ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")))
-
-
 def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, data: str | Path = DEFAULT_CAMVID,
              split: str = "val", checkpoint: str = "best.pth", dataset: str = "camvid", limit: int | None = None,
              selection_run: str | Path | list | None = None, blend_init: float | None = None,
@@ -177,10 +169,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         "epochs_changed": extra.get("epochs_changed"),
         "epochs": epochs_planned, "epochs_done": epochs_done, "weights_epoch": best_epoch, "weights": source,
         "train_s": round(train_s, 1) if train_s else None,
-        "recipe": {k: cfg.get(k) for k in ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay",
-                                            "warmup_iters", "scale_range", "scale_sampling", "cat_max_ratio", "rare_crop",
-                                            "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight",
-                                            "label_smoothing", "exposure_target", "aux_weight", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")},
+        "recipe": {k: cfg.get(k) for k in RECORDED_RECIPE},
         "train_splits": cfg.get("train_splits", "train"), "holdout_drive": cfg.get("holdout_drive"),
         "train_frames": extra.get("train_frames"), "init": cfg.get("init"), "init_from": extra.get("init_from"),
         "selected_on": ckpt.get("metric", f"mixed {cfg.get('val_split', 'val')}"),
