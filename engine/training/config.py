@@ -25,20 +25,14 @@ LOSSES = ("ce", "ohem")
 RUN_SETTINGS = ("device", "threads", "workers", "amp")
 
 # What a run learns: the TrainConfig fields set by the recipe flags of the same name
-# (``--rare-crop`` -> rare_crop). A new recipe setting is added here, once; a test checks that
-# each one is a TrainConfig field and a train flag, and that the manifest records it
-# (RECORDED_RECIPE or OPTIONAL_RECIPE_PARTS).
+# (``--rare-crop`` -> rare_crop). A new recipe setting is added here, once (and to
+# OPTIONAL_RECIPE_PARTS if the manifest should record it only when used); a test checks that
+# each one is a TrainConfig field and a train flag.
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
                  "cat_max_ratio", "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss",
                  "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
                  "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")
-
-# Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py).
-RECORDED_RECIPE = ("recipe", "batch", "crop", "lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power",
-                   "scale_range", "scale_sampling", "cat_max_ratio", "rare_crop", "photometric", "loss",
-                   "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
-                   "aux_weight", "drop_path", "ema", "freeze_bn", "seed", "device", "amp")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste and colour cast: data.py; anchor: anchor.py;
@@ -48,6 +42,12 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("decay_to_start", ("decay_to_start",)),
                          ("colour_cast", ("colour_cast",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")))
+
+# Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
+# the run's shape and every recipe setting that is not part of an optional part.
+_OPTIONAL = {k for _, fields in OPTIONAL_RECIPE_PARTS for k in fields}
+RECORDED_RECIPE = ("recipe", "batch", "crop", *(k for k in RECIPE_FIELDS if k not in _OPTIONAL),
+                   "seed", "device", "amp")
 
 
 @dataclass
