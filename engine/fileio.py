@@ -17,6 +17,11 @@ from pathlib import Path
 
 from .errors import StudioError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folder_lock does nothing there
+    fcntl = None
+
 TMP_PREFIX = ".tmp-"
 
 
@@ -64,6 +69,32 @@ def check_folder_creatable(path: Path | str) -> Path:
         except OSError as exc:
             raise StudioError(f"cannot create output folder {path}: {os_reason(exc)}") from None
     return path
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path | str) -> Iterator[None]:
+    """Hold an exclusive flock on ``folder`` itself while the block runs, waiting for other holders.
+
+    Serialises read-modify-write cycles of a shared file in that folder between processes (the
+    models manifest: a download in the app while ``models quantize`` runs in a terminal), so
+    neither overwrites the other's change. It writes nothing. A missing folder (nothing to race
+    on yet) and systems without flock run the block unlocked.
+    """
+    fd = None
+    if fcntl is not None:
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        except OSError as exc:
+            raise StudioError(f"cannot read {folder}: {os_reason(exc)}") from None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # closing releases the lock
 
 
 def temp_path_for(path: Path | str) -> Path:

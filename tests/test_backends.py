@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import pytest
 from engine.run import postprocess
 from engine.run.backends import create_backend, openvino_available
 from engine.errors import StudioError
+from engine.fileio import folder_lock
 from engine.models.registry import Registry
 from engine.run.segmenter import CancelToken, InferenceCancelled, Segmenter
 
@@ -69,6 +73,28 @@ def test_reinstalling_a_model_keeps_its_place_in_the_manifest(tmp_path):
         out.add(replace(src.get("camvid-tiny"), name=name), onnx)
     out.add(replace(src.get("camvid-tiny"), name="b", notes="again"), onnx)
     assert out.names() == ["a", "b", "c"] and out.get("b").notes == "again"
+
+
+def test_a_manifest_change_from_another_process_waits_instead_of_being_lost(tmp_path):
+    """`models quantize` in a terminal while the app installs a download: each reads, changes
+    and rewrites the manifest; without the folder lock the later writer drops the other's change."""
+    src = Registry()
+    out = Registry(tmp_path / "models")
+    out.add(replace(src.get("camvid-tiny"), name="a"), src.onnx_path(src.get("camvid-tiny")))
+    code = ("import sys; from engine.models.registry import Registry; print('ready', flush=True); "
+            "Registry(sys.argv[1]).update_input('a', best_long_side=640)")
+    with folder_lock(out.dir):  # this process is in the middle of its own change
+        proc = subprocess.Popen([sys.executable, "-c", code, str(out.dir)], cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)
+        assert proc.poll() is None, "the other process wrote while this one held the manifest"
+        models = out._load()
+        models[0]["notes"] = "changed meanwhile"
+        out._write(models)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    entry = out.get("a")
+    assert entry.notes == "changed meanwhile" and entry.best_long_side == 640
 
 
 @pytest.mark.parametrize("changes, word", [({"variant": "base"}, "variant"),

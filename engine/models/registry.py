@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import ModelNotFound, StudioError
-from ..fileio import atomic_write_text, os_reason, remove_quietly
+from ..fileio import atomic_write_text, folder_lock, os_reason, remove_quietly
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -235,16 +235,24 @@ class Registry:
         rewritten atomically, so an interruption never leaves a half-written model.
         """
         check_model_name(entry.name)
-        existing = self._load()  # a broken manifest is reported before anything is written
+        self._load()  # a broken manifest is reported before anything is written
         entry.onnx = f"{entry.name}.onnx"
         entry.sha256 = sha256_of(Path(onnx_file))
         target = self.dir / entry.onnx
         if os.path.lexists(target) and not target.is_file():
             raise StudioError(f"cannot install model {entry.name!r}: {target} exists and is not a regular file")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StudioError(f"cannot install model {entry.name!r} in {self.dir}: {os_reason(exc)}") from None
+        with folder_lock(self.dir):  # another process's change made meanwhile is read again, not lost
+            return self._install(entry, Path(onnx_file), target, self._load(), move)
+
+    def _install(self, entry: ModelEntry, onnx_file: Path, target: Path, existing: list[dict], move: bool) -> ModelEntry:
+        """The part of :meth:`add` that runs under the folder lock: place the file, then the entry."""
         backup = None
         tmp = None
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{entry.onnx}.", dir=self.dir)
             os.close(fd)
             (shutil.move if move else shutil.copyfile)(str(onnx_file), tmp)
@@ -278,14 +286,15 @@ class Registry:
 
     def remove(self, name: str) -> None:
         """Forget ``name`` (manifest first, so an interruption never leaves an entry without its file)."""
-        models = self._load()
-        entry = next((d for d in models if d.get("name") == name), None)
-        if entry is None:
-            raise ModelNotFound(f"no model named {name!r} in {self.dir}")
-        self._write([d for d in models if d.get("name") != name])
-        onnx = entry.get("onnx")
-        if onnx and not any(d.get("onnx") == onnx for d in models if d is not entry):
-            (self.dir / onnx).unlink(missing_ok=True)
+        with folder_lock(self.dir):
+            models = self._load()
+            entry = next((d for d in models if d.get("name") == name), None)
+            if entry is None:
+                raise ModelNotFound(f"no model named {name!r} in {self.dir}")
+            self._write([d for d in models if d.get("name") != name])
+            onnx = entry.get("onnx")
+            if onnx and not any(d.get("onnx") == onnx for d in models if d is not entry):
+                (self.dir / onnx).unlink(missing_ok=True)
 
     def update_input(self, name: str, **fields) -> None:
         """Set keys of a model's ``input`` (e.g. ``best_long_side``); ``None`` removes one."""
@@ -306,12 +315,13 @@ class Registry:
 
     def _update(self, name: str, change) -> None:
         """Apply ``change`` to the manifest dict of model ``name`` and write the manifest (atomically)."""
-        models = self._load()
-        for d in models:
-            if d.get("name") == name:
-                change(d)
-                self._write(models)
-                return
+        with folder_lock(self.dir):
+            models = self._load()
+            for d in models:
+                if d.get("name") == name:
+                    change(d)
+                    self._write(models)
+                    return
         raise ModelNotFound(f"no model named {name!r} in {self.dir}")
 
     def _write(self, models: list[dict]) -> None:
