@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import run_command
+from part_checks import check_shipped_recipe, rerun_with_a_resume
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -44,16 +45,9 @@ def test_aux_heads_shapes_and_groups():
 def test_aux_run_resumes_exactly_changes_training_and_stays_out_of_the_model(camvid, tmp_path, capsys):
     straight, split, plain = tmp_path / "straight", tmp_path / "split", tmp_path / "plain"
     assert run_command(_args(camvid, straight, 2)) == 0
-    from engine.training.trainer import TrainConfig, train
-
     cfg = json.loads((straight / "config.json").read_text())
     assert cfg["aux_weight"] == 0.4
-    cfg.update(out=str(split), crop=tuple(cfg["crop"]), scale_range=tuple(cfg["scale_range"]))
-    train(TrainConfig(**cfg), stop_after_epochs=1)
-    assert run_command(["train", "--out", str(split), "--resume", "--data", str(camvid), "--threads", "1",
-                        "--no-progress"]) == 0
-    a = torch.load(straight / "last.pth", weights_only=False)
-    b = torch.load(split / "last.pth", weights_only=False)
+    a, b = rerun_with_a_resume(straight, split, camvid)
     assert a["aux"] is not None and set(a["aux"]) == set(b["aux"])
     for key in a["aux"]:
         assert torch.equal(a["aux"][key], b["aux"][key]), key
@@ -69,16 +63,8 @@ def test_aux_run_resumes_exactly_changes_training_and_stays_out_of_the_model(cam
     best = torch.load(straight / "best.pth", weights_only=False)
     assert not any(k.startswith("aux") for k in best["state_dict"])
 
-    # Shipping exports the TopFormer only, and the recipe records the heads.
-    pytest.importorskip("onnx")
-    from engine.training.ship import ship_run
-
-    ship_run(straight, "aux-test", models_dir=tmp_path / "models", data=camvid, limit=2)
-    (entry,) = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]
-    assert entry["training"]["recipe"]["aux_weight"] == 0.4
-    capsys.readouterr()
-    assert run_command(["train", "--report", str(straight)]) == 0
-    assert "aux heads x0.4" in capsys.readouterr().out
+    # Shipping exports the TopFormer only, and the recipe records the part.
+    check_shipped_recipe(straight, camvid, tmp_path, capsys, "aux_weight", 0.4, "aux heads x0.4")
 
 
 def test_negative_aux_weight_is_one_line(tmp_path, capsys):

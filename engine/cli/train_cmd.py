@@ -128,6 +128,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--unlabelled", nargs="+", default=None, metavar="PATH",
                          help="videos or image folders trained on with the teacher's targets only")
     distill.add_argument("--unlabelled-every", type=int, default=None, help="every N-th video frame (default 4)")
+    lwf = parser.add_argument_group("learning without forgetting (engine/training/lwf.py)")
+    lwf.add_argument("--lwf-weight", type=float, default=None,
+                     help="keep the --init checkpoint's own classifier (e.g. ADE20K's 150 classes) predicting what "
+                          "the frozen start predicts, with this weight (default 0 = off)")
+    lwf.add_argument("--lwf-temp", type=float, default=None, help="softmax temperature of that term (default 2.0)")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -276,11 +276,15 @@ class SimpleHead(nn.Module):
         self.dropout = nn.Dropout2d(dropout)
         self.linear_fuse = ConvNormAct(channels, channels, groups=channels if depthwise else 1, relu=True)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def fuse(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The features the classifier reads (training reads them too: engine/training/lwf.py)."""
         x = feats[0]
         for f in feats[1:]:
             x = x + F.interpolate(f, size=x.shape[2:], mode="bilinear", align_corners=False)
-        return self.conv_seg(self.dropout(self.linear_fuse(x)))
+        return self.dropout(self.linear_fuse(x))
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        return self.conv_seg(self.fuse(feats))
 
 
 class TopFormer(nn.Module):

@@ -8,6 +8,8 @@ Modules:
   ``ema``        -- exponential moving average of the weights (torch)
   ``distill``    -- an installed model's probabilities as a second target; unlabelled frames
   ``pretrained`` -- start from another run's or an official checkpoint's weights
+  ``lwf``        -- learning without forgetting: the start's own classifier kept predicting
+                    what the frozen start predicts (torch)
   ``validation`` -- in-loop mIoU per set and per drive (torch)
   ``trainer``    -- the training loop (torch): AdamW + warm-up + poly decay, EMA,
                     held-out-drive selection, resumable checkpoints, JSON-lines log

@@ -46,6 +46,7 @@ from .losses import build_criterion
 from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
 from .optim import load_optimizer_state, lr_factor, param_groups, saved_param_names
 from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
+from .lwf import guard_param_groups, make_source_guard
 from .validation import ValFrames, confusion_torch, validate
 
 __all__ = ["EMA", "StepInfo", "TrainConfig", "confusion_torch", "lr_factor", "param_groups", "train"]
@@ -226,6 +227,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
+    guard = make_source_guard(cfg)  # and a bad --lwf-weight, or one without an official start of other classes
     D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
     check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
@@ -271,6 +273,9 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     if aux is not None:
         aux = aux.to(device).to(memory_format=fmt)
         groups += aux_param_groups(aux, cfg.head_lr_mult, cfg.weight_decay)
+    if guard is not None:
+        guard = guard.to(device).to(memory_format=fmt)
+        groups += guard_param_groups(guard, cfg.head_lr_mult, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
     iters_per_epoch = len(make_batches(len(images), cfg.batch, np.random.default_rng(0)))
@@ -288,6 +293,8 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             ema.load_state_dict(ckpt["ema"])
         if aux is not None:
             aux.load_state_dict(ckpt["aux"])
+        if guard is not None:
+            guard.classifier.load_state_dict(ckpt["lwf"])
         start_epoch, it, best = ckpt["epoch"], ckpt["iter"], ckpt["best"]
         train_s_before = float(ckpt.get("train_s", 0.0))
         torch.set_rng_state(ckpt["torch_rng"])
@@ -317,12 +324,15 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
                 g["lr"] = cfg.lr * f * g["lr_mult"]
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                 feats = model.backbone(x)
-                low = model.decode_head(feats)
+                fused = model.decode_head.fuse(feats)
+                low = model.decode_head.conv_seg(fused)
                 logits = F.interpolate(low, size=y.shape[1:], mode="bilinear", align_corners=False)
                 loss = supervised_loss(criterion, logits, y, cfg.ignore_index)
                 if aux is not None:
                     loss = loss + cfg.aux_weight * aux_loss(
                         aux, feats, y, lambda out, lab: supervised_loss(criterion, out, lab, cfg.ignore_index))
+                if guard is not None:
+                    loss = loss + cfg.lwf_weight * guard.loss(fused, x, cfg.lwf_temp)
                 if teacher is not None:
                     soft = teacher.logits([c[0] for c in crops]).to(device)
                     loss = loss + cfg.distill_weight * distill_loss(low, soft, cfg.distill_temp)
@@ -382,6 +392,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         atomic_save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "ema": ema.state_dict() if ema is not None else None, "epoch": done,
                      "aux": aux.state_dict() if aux is not None else None, "iter": it,
+                     "lwf": guard.classifier.state_dict() if guard is not None else None,
                      "param_names": [n for g in optimizer.param_groups for n in g["names"]],
                      "best": best, "train_s": train_s_before + time.time() - t_start, "torch_rng": torch.get_rng_state(),
                      "np_rng": _rng_for_epoch(cfg, done).bit_generator.state}, last)

@@ -1,0 +1,86 @@
+"""Learning without forgetting: the start's own classifier kept alive during the fine-tune.
+
+Why: the ADE20K Tiny learned 150 classes from 20k scenes; a fine-tune on a few hundred
+frames of three drives overwrites what CamVid does not ask for, and some of that (signs,
+facades, people in odd light) is what an unseen drive needs. Li and Hoiem's LwF (TPAMI
+2018) keeps a copy of the start's classifier on the student's fused features and asks it to
+go on predicting what the frozen start predicts on the same crops: KL at temperature T.
+Unlike pulling the weights back (``anchor.py``, L2-SP: no gain), this constrains what the
+features say, not where they sit. Training only: the extra classifier and the frozen start
+are dropped at export, so the shipped graph and its speed do not change. Measured in
+docs/training.md ("Learning without forgetting").
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import StudioError
+from ..models.checkpoint import detect_variant, read_state_dict
+from ..models.topformer import TopFormer, create_model
+from .config import TrainConfig
+from .distill import distill_loss
+from .pretrained import SEG_BIAS, SEG_WEIGHT
+
+
+class SourceGuard(nn.Module):
+    """The frozen start network and a trainable copy of its classifier for the student's features."""
+
+    def __init__(self, source: TopFormer, classifier: nn.Conv2d):
+        super().__init__()
+        self.source = source.eval()
+        self.source.requires_grad_(False)
+        self.classifier = classifier
+
+    def train(self, mode: bool = True) -> "SourceGuard":
+        """The start stays in eval mode (its BatchNorm statistics and no dropout)."""
+        self.classifier.train(mode)
+        return self
+
+    def loss(self, fused: torch.Tensor, x: torch.Tensor, temperature: float) -> torch.Tensor:
+        """KL(start's prediction on ``x`` || the kept classifier on the student's ``fused`` features)."""
+        with torch.no_grad():
+            target = self.source(x)
+        return distill_loss(self.classifier(fused), target, temperature)
+
+
+def make_source_guard(cfg: TrainConfig) -> SourceGuard | None:
+    """The run's guard (None when ``--lwf-weight`` is 0); the start must be an official
+    checkpoint of another dataset (ADE20K), whose classifier is the one to keep."""
+    if cfg.lwf_weight < 0 or cfg.lwf_temp <= 0:
+        raise StudioError("--lwf-weight must be at least 0 and --lwf-temp above 0")
+    if cfg.lwf_weight == 0:
+        return None
+    if not cfg.init:
+        raise StudioError("--lwf-weight needs --init with the official checkpoint of another dataset "
+                          "(e.g. the ADE20K Tiny): its classifier is what the run keeps")
+    if not Path(cfg.init).is_file():
+        raise StudioError(f"--lwf-weight: the start {cfg.init} is not there (the frozen start runs beside the run)")
+    state = read_state_dict(Path(cfg.init))
+    if SEG_WEIGHT not in state:
+        raise StudioError(f"--lwf-weight: {cfg.init} is not an official mmseg checkpoint (no {SEG_WEIGHT})")
+    variant, num_classes = detect_variant(state)
+    if num_classes == cfg.num_classes:
+        raise StudioError(f"--lwf-weight: {cfg.init} predicts this run's own {num_classes} classes; "
+                          "there is no other task to keep")
+    if variant != cfg.variant:
+        raise StudioError(f"--lwf-weight: {cfg.init} is a {variant.title()}, this run a {cfg.variant.title()}: "
+                          "the kept classifier reads the run's own features, so both must be one variant")
+    source = create_model(variant, num_classes)
+    source.load_state_dict(state, strict=True)
+    weight = state[SEG_WEIGHT]
+    classifier = nn.Conv2d(weight.shape[1], num_classes, 1)
+    with torch.no_grad():
+        classifier.weight.copy_(weight)
+        classifier.bias.copy_(state[SEG_BIAS])
+    return SourceGuard(source, classifier)
+
+
+def guard_param_groups(guard: SourceGuard, lr_mult: float, weight_decay: float) -> list[dict]:
+    """Optimizer groups of the kept classifier (named ``lwf.*``, at the decode head's learning rate)."""
+    named = [(f"lwf.{n}", p) for n, p in guard.classifier.named_parameters()]
+    decay, no_decay = [i for i in named if i[1].ndim > 1], [i for i in named if i[1].ndim <= 1]
+    return [{"params": [p for _, p in items], "names": [n for n, _ in items], "lr_mult": lr_mult,
+             "weight_decay": wd} for items, wd in ((no_decay, 0.0), (decay, weight_decay)) if items]
