@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import StudioError
 from ..models.topformer import VARIANTS
 from .config import TrainConfig
+from .optim import side_param_groups
 
 
 class AuxHeads(nn.Module):
@@ -52,7 +53,4 @@ def aux_loss(heads: AuxHeads, feats: list[torch.Tensor], labels: torch.Tensor, l
 
 def aux_param_groups(heads: AuxHeads, lr_mult: float, weight_decay: float) -> list[dict]:
     """Optimizer groups of the heads (named ``aux.*``, at the decode head's learning rate)."""
-    decay = [(f"aux.{n}", p) for n, p in heads.named_parameters() if p.ndim > 1]
-    no_decay = [(f"aux.{n}", p) for n, p in heads.named_parameters() if p.ndim <= 1]
-    return [{"params": [p for _, p in items], "names": [n for n, _ in items], "lr_mult": lr_mult,
-             "weight_decay": wd} for items, wd in ((no_decay, 0.0), (decay, weight_decay)) if items]
+    return side_param_groups(heads, "aux", lr_mult, weight_decay)

@@ -22,6 +22,7 @@ from ..models.checkpoint import detect_variant, read_state_dict
 from ..models.topformer import TopFormer, create_model
 from .config import TrainConfig
 from .distill import distill_loss
+from .optim import side_param_groups
 from .pretrained import SEG_BIAS, SEG_WEIGHT
 
 
@@ -80,7 +81,4 @@ def make_source_guard(cfg: TrainConfig) -> SourceGuard | None:
 
 def guard_param_groups(guard: SourceGuard, lr_mult: float, weight_decay: float) -> list[dict]:
     """Optimizer groups of the kept classifier (named ``lwf.*``, at the decode head's learning rate)."""
-    named = [(f"lwf.{n}", p) for n, p in guard.classifier.named_parameters()]
-    decay, no_decay = [i for i in named if i[1].ndim > 1], [i for i in named if i[1].ndim <= 1]
-    return [{"params": [p for _, p in items], "names": [n for n, _ in items], "lr_mult": lr_mult,
-             "weight_decay": wd} for items, wd in ((no_decay, 0.0), (decay, weight_decay)) if items]
+    return side_param_groups(guard.classifier, "lwf", lr_mult, weight_decay)

@@ -45,6 +45,15 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     return out
 
 
+def side_param_groups(module: nn.Module, prefix: str, lr_mult: float, weight_decay: float) -> list[dict]:
+    """Groups of a training-only module beside the model (auxiliary heads, LwF's kept
+    classifier): named ``prefix.*`` for resume, biases and norms without weight decay."""
+    named = [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
+    no_decay, decay = [i for i in named if i[1].ndim <= 1], [i for i in named if i[1].ndim > 1]
+    return [{"params": [p for _, p in items], "names": [n for n, _ in items], "lr_mult": lr_mult,
+             "weight_decay": wd} for items, wd in ((no_decay, 0.0), (decay, weight_decay)) if items]
+
+
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict, saved_names: list[str]) -> None:
     """Load AdamW state saved under another parameter order: indices are remapped by name."""
     new_names = [n for g in optimizer.param_groups for n in g["names"]]
