@@ -60,9 +60,7 @@ def make_source_guard(cfg: TrainConfig) -> SourceGuard | None:
     if not Path(cfg.init).is_file():
         raise StudioError(f"--lwf-weight: the start {cfg.init} is not there (the frozen start runs beside the run)")
     state = read_state_dict(Path(cfg.init))
-    if SEG_WEIGHT not in state:
-        raise StudioError(f"--lwf-weight: {cfg.init} is not an official mmseg checkpoint (no {SEG_WEIGHT})")
-    variant, num_classes = detect_variant(state)
+    variant, num_classes = detect_variant(state)  # raises for anything but an official TopFormer checkpoint
     if num_classes == cfg.num_classes:
         raise StudioError(f"--lwf-weight: {cfg.init} predicts this run's own {num_classes} classes; "
                           "there is no other task to keep")
