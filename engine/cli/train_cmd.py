@@ -130,9 +130,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--unlabelled-every", type=int, default=None, help="every N-th video frame (default 4)")
     lwf = parser.add_argument_group("learning without forgetting (engine/training/lwf.py)")
     lwf.add_argument("--lwf-weight", type=float, default=None,
-                     help="keep the --init checkpoint's own classifier (e.g. ADE20K's 150 classes) predicting what "
+                     help="keep the --lwf-start (default --init) checkpoint's own classifier (e.g. ADE20K's 150 classes) predicting what "
                           "the frozen start predicts, with this weight (default 0 = off)")
     lwf.add_argument("--lwf-temp", type=float, default=None, help="softmax temperature of that term (default 2.0)")
+    lwf.add_argument("--lwf-start", default=None, metavar="CHECKPOINT",
+                     help="the official checkpoint whose classifier is kept, when --init is another run "
+                          "(e.g. a Small grown from a CamVid Tiny keeps the ADE20K Tiny's; default: --init)")
     recipe.add_argument("--limit", type=int, default=None, help="use only the first N training images")
     recipe.add_argument("--val-limit", type=int, default=None, help="validate on only the first N frames of each validation set")
     recipe.add_argument("--no-progress", action="store_true", help="no progress bar")

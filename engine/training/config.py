@@ -32,7 +32,7 @@ RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_pow
                  "cat_max_ratio", "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss",
                  "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
-                 "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp")
+                 "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp", "lwf_start")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste and colour cast: data.py; anchor: anchor.py;
@@ -42,7 +42,7 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("decay_to_start", ("decay_to_start",)),
                          ("colour_cast", ("colour_cast",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")),
-                         ("lwf_weight", ("lwf_weight", "lwf_temp")))
+                         ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")))
 
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
 # the run's shape and every recipe setting that is not part of an optional part.
@@ -103,6 +103,7 @@ class TrainConfig:
     unlabelled_height: int = 360  # unlabelled frames are resized to CamVid's height first
     lwf_weight: float = 0.0  # > 0: + this x KL(the start's classes || a kept copy of its classifier) (lwf.py)
     lwf_temp: float = 2.0
+    lwf_start: str | None = None  # the checkpoint whose classifier LwF keeps (None: --init)
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric

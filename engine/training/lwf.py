@@ -22,6 +22,7 @@ from ..models.checkpoint import detect_variant, read_state_dict
 from ..models.topformer import TopFormer, create_model
 from .config import TrainConfig
 from .distill import distill_loss
+from .grow import GROWABLE, grow_state
 from .optim import side_param_groups
 from .pretrained import SEG_BIAS, SEG_WEIGHT
 
@@ -48,32 +49,40 @@ class SourceGuard(nn.Module):
 
 
 def make_source_guard(cfg: TrainConfig) -> SourceGuard | None:
-    """The run's guard (None when ``--lwf-weight`` is 0); the start must be an official
-    checkpoint of another dataset (ADE20K), whose classifier is the one to keep."""
+    """The run's guard (None when ``--lwf-weight`` is 0). The start (``--lwf-start``, else
+    ``--init``) must be an official checkpoint of another dataset (ADE20K), whose classifier is
+    the one to keep. A Tiny start for a Small or Base run (grown from a CamVid Tiny that began
+    at that start) keeps its classifier grown by the same seeded widening as ``--init`` was
+    (grow.py), so its channel i reads what the student's channel i grew from; the frozen start
+    itself stays a Tiny (the grown one computes the same logits, slower)."""
     if cfg.lwf_weight < 0 or cfg.lwf_temp <= 0:
         raise StudioError("--lwf-weight must be at least 0 and --lwf-temp above 0")
     if cfg.lwf_weight == 0:
         return None
-    if not cfg.init:
-        raise StudioError("--lwf-weight needs --init with the official checkpoint of another dataset "
+    start = cfg.lwf_start or cfg.init
+    if not start:
+        raise StudioError("--lwf-weight needs --lwf-start or --init with the official checkpoint of another dataset "
                           "(e.g. the ADE20K Tiny): its classifier is what the run keeps")
-    if not Path(cfg.init).is_file():
-        raise StudioError(f"--lwf-weight: the start {cfg.init} is not there (the frozen start runs beside the run)")
-    state = read_state_dict(Path(cfg.init))
+    if not Path(start).is_file():
+        raise StudioError(f"--lwf-weight: the start {start} is not there (the frozen start runs beside the run)")
+    state = read_state_dict(Path(start))
     variant, num_classes = detect_variant(state)  # raises for anything but an official TopFormer checkpoint
     if num_classes == cfg.num_classes:
-        raise StudioError(f"--lwf-weight: {cfg.init} predicts this run's own {num_classes} classes; "
+        raise StudioError(f"--lwf-weight: {start} predicts this run's own {num_classes} classes; "
                           "there is no other task to keep")
+    kept = state
     if variant != cfg.variant:
-        raise StudioError(f"--lwf-weight: {cfg.init} is a {variant.title()}, this run a {cfg.variant.title()}: "
-                          "the kept classifier reads the run's own features, so both must be one variant")
+        if (variant, cfg.variant) not in GROWABLE:
+            raise StudioError(f"--lwf-weight: {start} is a {variant.title()}, this run a {cfg.variant.title()}: "
+                              "the kept classifier reads the run's own features, and cannot be grown into them")
+        kept = grow_state(state, variant, cfg.variant, num_classes)
     source = create_model(variant, num_classes)
     source.load_state_dict(state, strict=True)
-    weight = state[SEG_WEIGHT]
+    weight = kept[SEG_WEIGHT]
     classifier = nn.Conv2d(weight.shape[1], num_classes, 1)
     with torch.no_grad():
         classifier.weight.copy_(weight)
-        classifier.bias.copy_(state[SEG_BIAS])
+        classifier.bias.copy_(kept[SEG_BIAS])
     return SourceGuard(source, classifier)
 
 

@@ -71,7 +71,8 @@ def describe_recipe(cfg: dict) -> str:
     if cfg.get("aux_weight"):
         parts.append(f"aux heads x{cfg['aux_weight']:g}")
     if cfg.get("lwf_weight"):
-        parts.append(f"LwF x{cfg['lwf_weight']:g} (T {cfg.get('lwf_temp', 2.0):g})")
+        start = f", start {Path(cfg['lwf_start']).name}" if cfg.get("lwf_start") else ""
+        parts.append(f"LwF x{cfg['lwf_weight']:g} (T {cfg.get('lwf_temp', 2.0):g}{start})")
     if cfg.get("teacher"):
         kd = f"teacher {cfg['teacher']} (x{cfg.get('distill_weight', 1.0):g}"
         kd += f", T {cfg['distill_temp']:g})" if cfg.get("distill_temp", 1.0) != 1.0 else ")"
@@ -84,7 +85,7 @@ def describe_recipe(cfg: dict) -> str:
 # Settings that describe_recipe words itself (lr only for a fine-tune, next to its start).
 _WORDED = {"head_lr_mult", "freeze_bn", "colour_cast", "decay_to_start", "class_weight", "paste", "paste_classes",
            "lovasz_weight", "lovasz_stride", "exposure_target", "aux_weight", "teacher", "distill_weight",
-           "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp"}
+           "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp", "lwf_start"}
 
 
 def _other_changes(cfg: dict) -> list[str]:
