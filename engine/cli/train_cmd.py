@@ -130,8 +130,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--unlabelled-every", type=int, default=None, help="every N-th video frame (default 4)")
     lwf = parser.add_argument_group("learning without forgetting (engine/training/lwf.py)")
     lwf.add_argument("--lwf-weight", type=float, default=None,
-                     help="keep the --lwf-start (default --init) checkpoint's own classifier (e.g. ADE20K's 150 classes) predicting what "
-                          "the frozen start predicts, with this weight (default 0 = off)")
+                     help="keep the --lwf-start (default --init) checkpoint's own classifier (e.g. ADE20K's "
+                          "150 classes) predicting what the frozen start predicts, with this weight (default 0 = off)")
     lwf.add_argument("--lwf-temp", type=float, default=None, help="softmax temperature of that term (default 2.0)")
     lwf.add_argument("--lwf-start", default=None, metavar="CHECKPOINT",
                      help="the official checkpoint whose classifier is kept, when --init is another run "

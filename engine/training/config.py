@@ -32,7 +32,8 @@ RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_pow
                  "cat_max_ratio", "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss",
                  "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
-                 "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp", "lwf_start")
+                 "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp",
+                 "lwf_start")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste and colour cast: data.py; anchor: anchor.py;
