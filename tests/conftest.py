@@ -60,6 +60,12 @@ def videos(shared_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def camvid(shared_dir) -> Path:
+    """The labelled CamVid frames (train and val; the test split is held out and never read)."""
+    return shared_dir / "datasets" / "camvid"
+
+
+@pytest.fixture(scope="session")
 def random_models_dir(tmp_path_factory, shared_dir) -> Path:
     """A models folder with the three official-format random checkpoints installed
     (ade20k classes): `tiny-random`, `small-random`, `base-random`, plus `ade20k-tiny`,

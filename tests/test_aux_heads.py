@@ -13,11 +13,6 @@ torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 
 
-@pytest.fixture(scope="module")
-def camvid(shared_dir) -> Path:
-    return shared_dir / "datasets" / "camvid"
-
-
 def _args(data: Path, out: Path, epochs: int, aux: str = "0.4") -> list[str]:
     return ["train", "--variant", "tiny", "--data", str(data), "--out", str(out), "--epochs", str(epochs),
             "--batch", "4", "--crop", "96x128", "--limit", "8", "--val-limit", "2", "--eval-every", "1",

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.torch
 
 
 @pytest.fixture(scope="module")
-def camvid(shared_dir) -> Path:
-    return shared_dir / "datasets" / "camvid"
-
-
-@pytest.fixture(scope="module")
 def ade_tiny(shared_dir) -> Path:
     return shared_dir / "reference" / "topformer-tiny-ade20k.pth"
 

@@ -22,11 +22,6 @@ MODEL = "camvid-tiny"
 
 
 @pytest.fixture(scope="module")
-def camvid(shared_dir) -> Path:
-    return shared_dir / "datasets" / "camvid"
-
-
-@pytest.fixture(scope="module")
 def seg(shipped_models_dir) -> Segmenter:
     return Segmenter.load(MODEL, shipped_models_dir, threads=2)
 
