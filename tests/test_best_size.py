@@ -58,9 +58,9 @@ def test_best_scale_runs_at_the_best_size_up_or_down(tiny_copy):
 
 
 @pytest.mark.shared
-def test_eval_best_scale_equals_the_factor_it_resolves_to(shipped_models_dir, shared_dir, capsys):
+def test_eval_best_scale_equals_the_factor_it_resolves_to(shipped_models_dir, camvid, capsys):
     base = ["eval", "--model", "camvid-tiny", "--models-dir", str(shipped_models_dir),
-            "--data", str(shared_dir / "datasets" / "camvid"), "--limit", "2", "--json"]
+            "--data", str(camvid), "--limit", "2", "--json"]
     assert run_command(base + ["--scale", "best"]) == 0
     best = json.loads(capsys.readouterr().out)
     assert run_command(base + ["--scale", "2"]) == 0  # 480x360 frames, best long side 960
@@ -78,8 +78,8 @@ def test_stats_line_says_what_runs():
 
 
 @pytest.mark.shared
-def test_best_size_command_measures_and_records(tiny_copy, shared_dir, capsys):
-    data = str(shared_dir / "datasets" / "camvid")
+def test_best_size_command_measures_and_records(tiny_copy, camvid, capsys):
+    data = str(camvid)
     args = ["models", "best-size", "camvid-tiny", "--models-dir", str(tiny_copy), "--data", data, "--factors", "0.5,1"]
     assert run_command(args) == 0
     out = capsys.readouterr().out

@@ -28,7 +28,7 @@ def test_specs_parse_to_offsets_and_back_to_flags():
 
 
 @pytest.mark.shared
-def test_shipped_model_carries_the_offsets_in_its_classifier_bias(shared_dir, tmp_path, capsys):
+def test_shipped_model_carries_the_offsets_in_its_classifier_bias(camvid, tmp_path, capsys):
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     from onnx import numpy_helper
@@ -36,7 +36,7 @@ def test_shipped_model_carries_the_offsets_in_its_classifier_bias(shared_dir, tm
     from engine.jobs.evaluate import evaluate_model
     from engine.models.registry import Registry
 
-    camvid, out, models = shared_dir / "datasets" / "camvid", tmp_path / "run", tmp_path / "models"
+    out, models = tmp_path / "run", tmp_path / "models"
     args = ["train", "--variant", "tiny", "--data", str(camvid), "--out", str(out), "--epochs", "1", "--batch", "2",
             "--crop", "64x96", "--limit", "2", "--val-limit", "1", "--eval-every", "1", "--warmup-iters", "1",
             "--threads", "1", "--no-progress", "--holdout-drive", "0001TP"]

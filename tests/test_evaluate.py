@@ -141,14 +141,13 @@ def test_select_samples_by_split_and_drive(tmp_path):
 
 
 @pytest.mark.shared
-def test_eval_per_drive_adds_up_and_matches_single_drive_runs(shared_dir, tmp_path, capsys):
+def test_eval_per_drive_adds_up_and_matches_single_drive_runs(camvid, tmp_path, capsys):
     """Two frames of each CamVid drive in one folder: the per-drive figures equal those of
     evaluating each drive alone, the pixels add up, and the mixed mIoU is not their mean."""
     import shutil
 
     from engine.jobs.evaluate import evaluate_model, format_report
 
-    camvid = shared_dir / "datasets" / "camvid"
     root = tmp_path / "mixed"
     for sub in ("images/val", "labels/val"):
         (root / sub).mkdir(parents=True)
@@ -198,9 +197,9 @@ def test_eval_cli_empty_split_and_unknown_model(tmp_path, capsys):
 
 
 @pytest.mark.shared
-def test_eval_cli_unknown_model(shared_dir, tmp_path, capsys):
+def test_eval_cli_unknown_model(camvid, tmp_path, capsys):
     assert run_command(["eval", "--model", "no-such-model", "--models-dir", str(tmp_path),
-                        "--data", str(shared_dir / "datasets" / "camvid")]) == 2
+                        "--data", str(camvid)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-model" in err[0]
 
@@ -216,7 +215,7 @@ def test_default_model_is_shipped():
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", _shipped_camvid_models())
-def test_shipped_model_reproduces_recorded_accuracy(name, shared_dir, capsys):
+def test_shipped_model_reproduces_recorded_accuracy(name, camvid, capsys):
     """Every bundled model gives, through the app's Segmenter, the accuracy recorded for it
     when it was shipped: on the first 10 val images (affordable in CI; the full-val numbers,
     also in the manifest, reproduce the same way with `eval` and no --limit)."""
@@ -227,7 +226,7 @@ def test_shipped_model_reproduces_recorded_accuracy(name, shared_dir, capsys):
     assert entry["made_by"].startswith("python main.py train ") and acc["epochs"] > 0
     assert entry["training"]["epochs_done"] > 0 and entry["training"]["train_s"] > 0
     check = acc["check"]
-    assert run_command(["eval", "--model", name, "--data", str(shared_dir / "datasets" / "camvid"),
+    assert run_command(["eval", "--model", name, "--data", str(camvid),
                         "--split", "val", "--limit", str(check["images"]), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["images"] == check["images"] == 10

@@ -99,10 +99,10 @@ def test_graph_is_the_network_with_metadata(tmp_path):
 
 
 @pytest.mark.shared
-def test_onnx_matches_pytorch_on_real_images(shared_dir, random_models_dir):
+def test_onnx_matches_pytorch_on_real_images(shared_dir, camvid, random_models_dir):
     model, _ = load_model(shared_dir / "reference" / "topformer-tiny-ade20k.pth")
     seg = Segmenter.load("ade20k-tiny", random_models_dir)
-    images = sorted(glob.glob(str(shared_dir / "datasets" / "camvid" / "images" / "val" / "*.jpg")))[:4]
+    images = sorted(glob.glob(str(camvid / "images" / "val" / "*.jpg")))[:4]
     assert images
     for in_hw in [(352, 480), (224, 288)]:  # two input sizes; 224x288 is not a multiple of 64
         agree = total = 0

@@ -74,10 +74,9 @@ def test_paste_settings_are_checked():
 
 @pytest.mark.torch
 @pytest.mark.shared
-def test_train_cli_records_paste_and_lovasz_and_rejects_bad_values(shared_dir, tmp_path, capsys):
+def test_train_cli_records_paste_and_lovasz_and_rejects_bad_values(camvid, tmp_path, capsys):
     """A real two-iteration run with both recipe flags: the run's config and the ablation table name them."""
     pytest.importorskip("torch")
-    camvid = shared_dir / "datasets" / "camvid"
     out = tmp_path / "paste"
     args = ["train", "--data", str(camvid), "--out", str(out), "--epochs", "1", "--batch", "2", "--crop", "64x96",
             "--limit", "4", "--val-limit", "1", "--threads", "1", "--no-progress", "--ema", "0", "--paste", "0.5",

@@ -65,7 +65,7 @@ def test_shipped_int8_models_exist():
 
 @pytest.mark.shared
 @pytest.mark.parametrize("name", _int8_entries())
-def test_shipped_int8_model_meets_its_bar(name, shared_dir):
+def test_shipped_int8_model_meets_its_bar(name, camvid):
     """Recorded when made: val mIoU within 1.0 of FP32, >= 98 % pixel agreement, not slower;
     and the 10-image check reproduces through `eval`, as for the trained models."""
     registry = Registry()
@@ -79,7 +79,7 @@ def test_shipped_int8_model_meets_its_bar(name, shared_dir):
     assert acc["agreement_fp32"] >= 0.98
     assert acc["speed"]["ratio"] <= 1.0
     assert entry.made_by.startswith(f"python main.py models quantize {parent.name} ")
-    data = shared_dir / "datasets" / "camvid"
+    data = camvid
     proc = cli("eval", "--model", name, "--data", str(data), "--limit", "10", "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -132,7 +132,7 @@ def test_int8_labels_agree_with_fp32_on_real_video(clip, videos):
 
 
 @pytest.mark.shared
-def test_quantize_command_installs_a_measured_copy(tmp_path, shared_dir):
+def test_quantize_command_installs_a_measured_copy(tmp_path, camvid):
     models = tmp_path / "models"
     models.mkdir()
     reg = Registry(REPO / "models")
@@ -142,7 +142,7 @@ def test_quantize_command_installs_a_measured_copy(tmp_path, shared_dir):
     shutil.copyfile(reg.onnx_path(entry), models / entry.onnx)
     before = (models / "manifest.json").read_text()
 
-    data = str(shared_dir / "datasets" / "camvid")
+    data = str(camvid)
     proc = cli("models", "quantize", "camvid-tiny", "--size", "160x128", "--frames", "5", "--data", data,
                "--models-dir", str(models))
     assert proc.returncode == 0, proc.stderr
