@@ -3,6 +3,7 @@ the Tiny's function, its copied channels still learn apart, and ``train --init``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,10 +18,10 @@ from engine.models.topformer import create_model  # noqa: E402
 from engine.training.grow import grow_state, widening  # noqa: E402
 
 
-def _trained_looking_tiny(seed: int = 0):
-    """A Tiny whose BatchNorms are not the identity, so a wrong copy of statistics shows."""
+def _trained_looking_tiny(seed: int = 0, variant: str = "tiny"):
+    """A Tiny (or ``variant``) whose BatchNorms are not the identity, so a wrong copy of statistics shows."""
     torch.manual_seed(seed)
-    model = create_model("tiny", 11)
+    model = create_model(variant, 11)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.2)
@@ -30,11 +31,11 @@ def _trained_looking_tiny(seed: int = 0):
     return model.eval()
 
 
-@pytest.mark.parametrize("target", ["small", "base"])
-def test_grown_model_computes_the_tinys_logits(target):
-    tiny = _trained_looking_tiny()
+@pytest.mark.parametrize("source, target", [("tiny", "small"), ("tiny", "base"), ("small", "base")])
+def test_grown_model_computes_the_sources_logits(source, target):
+    tiny = _trained_looking_tiny(variant=source)
     grown = create_model(target, 11)
-    grown.load_state_dict(grow_state(tiny.state_dict(), "tiny", target, 11), strict=True)
+    grown.load_state_dict(grow_state(tiny.state_dict(), source, target, 11), strict=True)
     grown.eval()
     x = torch.randn(2, 3, 224, 288)
     with torch.no_grad():
@@ -43,6 +44,25 @@ def test_grown_model_computes_the_tinys_logits(target):
     assert float((out - ref).abs().max()) < 1e-4 * float(ref.abs().max()) + 1e-5
     # A grown model is really wider: most of its weights are not the Tiny's.
     assert sum(p.numel() for p in grown.parameters()) > 1.5 * sum(p.numel() for p in tiny.parameters())
+
+
+def test_growing_via_the_small_is_the_two_steps_and_another_layout_than_growing_directly():
+    """A Tiny state meant to line up with a Base that grew from a grown Small (LwF's classifier,
+    the blend start) must take the same two seeded steps: the direct growth computes the same
+    function with its channels elsewhere."""
+    state = _trained_looking_tiny(2).state_dict()
+    via = grow_state(state, "tiny", "base", 11, via="small")
+    steps = grow_state(grow_state(state, "tiny", "small", 11), "small", "base", 11)
+    direct = grow_state(state, "tiny", "base", 11)
+    assert all(torch.equal(via[k], steps[k]) for k in steps)
+    key = "decode_head.conv_seg.weight"
+    assert via[key].shape == direct[key].shape and not torch.allclose(via[key], direct[key])
+    base = create_model("base", 11).eval()
+    base.load_state_dict(via, strict=True)
+    x = torch.randn(1, 3, 160, 192)
+    with torch.no_grad():
+        ref = _trained_looking_tiny(2)(x)
+        assert float((base(x) - ref).abs().max()) < 1e-4 * float(ref.abs().max()) + 1e-5
 
 
 def test_copies_learn_apart():
@@ -68,10 +88,10 @@ def test_shares_of_copies_add_up_to_one():
     assert torch.allclose(total, torch.ones(10))
 
 
-def test_only_tiny_grows():
-    state = create_model("small", 11).state_dict()
-    with pytest.raises(StudioError, match="cannot grow a TopFormer-small into a base"):
-        grow_state(state, "small", "base", 11)
+def test_only_narrower_variants_grow():
+    state = create_model("base", 11).state_dict()
+    with pytest.raises(StudioError, match="cannot grow a TopFormer-base into a small"):
+        grow_state(state, "base", "small", 11)
 
 
 @pytest.mark.shared
@@ -108,3 +128,29 @@ def test_train_small_from_the_ade20k_tiny_records_the_growth(shared_dir, tmp_pat
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["variant"] == "small"
     assert "grown tiny -> small (function-preserving widening)" in cfg["extra"]["init_from"]
+
+
+@pytest.mark.shared
+def test_a_base_grown_from_a_small_run_records_it_and_blends_with_the_start_grown_alike(shared_dir, tmp_path):
+    """Tiny -> Small -> Base: the Base run records ``grow_via`` so that its LwF classifier and
+    the blend start (a Tiny) grow through the Small as its own weights did."""
+    ade_tiny = str(shared_dir / "reference" / "topformer-tiny-ade20k.pth")
+    common = ["--data", str(shared_dir / "datasets" / "camvid"), "--epochs", "1", "--batch", "2", "--crop", "64x96",
+              "--limit", "2", "--val-limit", "1", "--eval-every", "1", "--warmup-iters", "1", "--threads", "1",
+              "--no-progress", "--freeze-bn"]
+    small, base = tmp_path / "small", tmp_path / "base"
+    assert run_command(["train", "--variant", "small", "--init", ade_tiny, "--out", str(small), *common]) == 0
+    assert run_command(["train", "--variant", "base", "--init", str(small / "last.pth"), "--out", str(base),
+                        "--lwf-weight", "0.3", "--lwf-start", ade_tiny, *common]) == 0
+    cfg = json.loads((base / "config.json").read_text())
+    assert cfg["grow_via"] == "small"
+    assert "grown small -> base (function-preserving widening)" in cfg["extra"]["init_from"]
+
+    from engine.training.pretrained import TrainConfig, blend_with_init, init_weights
+    trained = torch.load(base / "last.pth", weights_only=False)["model"]
+    start = init_weights(Path(ade_tiny), TrainConfig.from_saved({**cfg, "extra": {}}))
+    key = "decode_head.conv_seg.weight"
+    direct = init_weights(Path(ade_tiny), TrainConfig.from_saved({**cfg, "extra": {}, "grow_via": None}))
+    assert not torch.allclose(start[key], direct[key])
+    blended = blend_with_init(trained, cfg, 0.5, ade_tiny)
+    assert torch.allclose(blended[key], 0.5 * trained[key] + 0.5 * start[key])

@@ -62,27 +62,31 @@ def test_guard_keeps_the_start_classifier_and_its_loss_starts_at_zero(ade_tiny):
 
 
 @pytest.mark.shared
-def test_a_small_run_keeps_the_tiny_start_classifier_grown_as_its_init_was(ade_tiny):
-    """A Small grown from a Tiny that began at the ADE20K Tiny: the kept classifier is widened
-    by the same seeded growth, so on the grown start's own features it predicts what the
-    frozen Tiny predicts, and the term starts at zero."""
+@pytest.mark.parametrize("variant, via", [("small", None), ("base", "small")])
+def test_a_grown_run_keeps_the_tiny_start_classifier_grown_as_its_init_was(ade_tiny, variant, via):
+    """A Small grown from a Tiny that began at the ADE20K Tiny (or a Base grown from such a
+    Small): the kept classifier is widened by the same seeded growth, so on the grown start's
+    own features it predicts what the frozen Tiny predicts, and the term starts at zero."""
     from engine.models.checkpoint import read_state_dict
     from engine.training.grow import grow_state
     from engine.training.lwf import make_source_guard
     from engine.training.trainer import TrainConfig, build_model
 
-    cfg = TrainConfig(variant="small", init="runs/some-camvid-tiny/last.pth", lwf_start=str(ade_tiny),
-                      lwf_weight=0.3, freeze_bn=True)
+    cfg = TrainConfig(variant=variant, init="runs/some-camvid-run/last.pth", lwf_start=str(ade_tiny),
+                      lwf_weight=0.3, freeze_bn=True, grow_via=via)
     guard = make_source_guard(cfg)
     student = build_model(cfg).eval()
     assert guard.classifier.weight.shape == (150, student.decode_head.conv_seg.weight.shape[1], 1, 1)
-    grown = grow_state(read_state_dict(ade_tiny), "tiny", "small", 150)
+    grown = grow_state(read_state_dict(ade_tiny), "tiny", variant, 150, via=via)
     student.load_state_dict({k: v for k, v in grown.items() if "conv_seg" not in k}, strict=False)
     x = torch.rand(2, 3, 64, 96)
     fused = student.decode_head.fuse(student.backbone(x))
     assert guard.loss(fused, x, 2.0).item() == pytest.approx(0.0, abs=1e-4)
     shuffled = fused[:, torch.randperm(fused.shape[1])]  # channels that do not correspond: far from zero
     assert guard.loss(shuffled, x, 2.0).item() > 100 * max(guard.loss(fused, x, 2.0).item(), 1e-6)
+    if via:  # the Tiny grown straight into the Base puts its channels elsewhere
+        direct = make_source_guard(TrainConfig(**{**cfg.__dict__, "grow_via": None}))
+        assert direct.loss(fused, x, 2.0).item() > 100 * max(guard.loss(fused, x, 2.0).item(), 1e-6)
 
 
 def test_the_report_names_a_separate_lwf_start():
@@ -123,7 +127,7 @@ def test_lwf_run_resumes_exactly_changes_training_and_stays_out_of_the_model(cam
     (["--lwf-weight", "1", "--lwf-temp", "0"], "--lwf-temp above 0"),
     (["--lwf-weight", "1"], "needs --lwf-start or --init"),
     (["--lwf-weight", "1", "--lwf-start", "nowhere/ade.pth"], "is not there"),
-    (["--lwf-weight", "1", "--init", "nowhere/ade.pth"], "is not there"),
+    (["--lwf-weight", "1", "--init", "nowhere/ade.pth"], "--init: no checkpoint nowhere/ade.pth"),
 ])
 def test_bad_lwf_settings_are_one_line(tmp_path, capsys, extra, words):
     data = fake_camvid(tmp_path / "ds")

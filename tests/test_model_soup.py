@@ -68,7 +68,7 @@ def test_ship_a_soup_with_one_selection_run_per_drive(runs, shared_dir, tmp_path
     # One figure per drive, each measured on the weights as shipped; the soup's equals eval of the model
     # itself on 0001TP (the same weights: the shipped soup is its own selection here).
     unseen = training["unseen_drives"]
-    assert set(unseen["drives"]) == {"0001TP", "0006R0"} and unseen["runs"]["0001TP"] == "a + b"
+    assert set(unseen["drives"]) == {"0001TP", "0006R0"} and list(unseen["runs"]["0001TP"]) == ["a + b"]
     held = evaluate_model("souped", camvid, "train,val", models_dir=models, drives=["0001TP"])
     assert unseen["drives"]["0001TP"] == round(held.metrics["miou"], 6) == training["selection"]["last"]["miou_holdout"]
     assert unseen["mean"] == pytest.approx(sum(unseen["drives"].values()) / 2, abs=1e-6)
@@ -77,14 +77,23 @@ def test_ship_a_soup_with_one_selection_run_per_drive(runs, shared_dir, tmp_path
     refit = ModelEntry.from_dict({**asdict(entry), "accuracy": {k: v for k, v in entry.accuracy.items() if k != "holdout"}})
     assert refit.unseen_drive_miou == (unseen["mean"], "0001TP+0006R0", True)
     assert refit.unseen_text() == f"unseen drives 0001TP, 0006R0: mean mIoU {100 * unseen['mean']:.1f} (estimate)"
+    # Two seeds of one drive: each measured, their mean is the drive's figure.
+    seeds = args[:-4] + ["--name", "x", "--selection-run", str(runs["a"]), "--selection-run", str(runs["b"]),
+                         "--selection-run", str(runs["c"])]
+    assert run_command(seeds) == 0
+    unseen = Registry(models).get("x").training["unseen_drives"]
+    by_run = unseen["runs"]["0001TP"]
+    assert list(by_run) == ["a", "b"] and by_run["a"] != by_run["b"]
+    assert unseen["drives"]["0001TP"] == pytest.approx((by_run["a"] + by_run["b"]) / 2, abs=1e-6)
+    assert unseen["mean"] == pytest.approx((unseen["drives"]["0001TP"] + unseen["drives"]["0006R0"]) / 2, abs=1e-6)
     # One-line errors, nothing more installed.
     capsys.readouterr()
-    same_drive = args[:-4] + ["--name", "x", "--selection-run", str(runs["a"]), "--selection-run", str(runs["b"])]
-    assert run_command(same_drive) == 2
+    twice = args[:-4] + ["--name", "z", "--selection-run", str(runs["a"]), "--selection-run", str(runs["a"])]
+    assert run_command(twice) == 2
     mixed = ["train", "--export-only", f"{runs['a']},{runs['c']}", "--checkpoint", "last.pth", "--name", "y",
              "--data", str(camvid), "--models-dir", str(models), "--selection-run", f"{runs['a']},{runs['c']}"]
     assert run_command(mixed) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "one run per held-out drive" in err[0] and "their holdout_drive differs" in err[1]
+    assert len(err) == 2 and "each run once" in err[0] and "their holdout_drive differs" in err[1]
     assert "a soup needs runs trained on the same frames" in err[1]
-    assert Registry(models).names() == ["souped"]
+    assert Registry(models).names() == ["souped", "x"]

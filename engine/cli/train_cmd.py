@@ -152,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ship.add_argument("--selection-run", metavar="RUN[,RUN]", action="append", default=None,
                       help="the held-out-drive run that chose this recipe and schedule (a refit on every frame has "
                            "no unseen drive left): its held-out figures go into the manifest; give it once per "
-                           "held-out drive for their mean (training.unseen_drives); RUN,RUN for a soup, as shipped")
+                           "held-out drive for their mean (training.unseen_drives; several runs of one drive, e.g. seeds, "
+                           "are averaged first); RUN,RUN for a soup, as shipped")
     ship.add_argument("--blend-init", metavar="W", type=float, default=None,
                       help="ship W x the trained weights + (1 - W) x the weights the run started from (--init): "
                            "WiSE-FT, more robust on unseen drives; with --selection-run that run is blended alike "

@@ -93,6 +93,7 @@ class TrainConfig:
     amp: bool = False  # bfloat16 autocast for forward and loss (meant for --device cuda)
     channels_last: bool = True  # ~1.5x faster convolutions on CPU
     init: str | None = None  # start from these weights (a run's best.pth/last.pth, or an official checkpoint)
+    grow_via: str | None = None  # set from --init: a Small grown into this Base; Tiny states grow through it (grow.py)
     decay_to_start: float = 0.0  # > 0: pull the weights towards the --init start every step (engine.training.anchor)
     freeze_bn: bool = False  # BatchNorm keeps its running statistics (eval mode): fine-tuning a pretrained model
     teacher: str | None = None  # installed model whose probabilities are a second target (engine.training.distill)

@@ -1,4 +1,4 @@
-"""Grow a trained TopFormer-Tiny into a Small or Base that computes the same function.
+"""Grow a trained TopFormer-Tiny into a Small or Base (or a Small into a Base) that computes the same function.
 
 No pretrained Small or Base weights are at hand offline, and from scratch on a few hundred
 CamVid frames they generalise far worse to unseen drives than the ADE20K-started Tiny
@@ -25,7 +25,7 @@ import torch
 from ..errors import StudioError
 from ..models.topformer import VARIANTS, TopFormerConfig, create_model
 
-GROWABLE = {("tiny", "small"), ("tiny", "base")}
+GROWABLE = {("tiny", "small"), ("tiny", "base"), ("small", "base")}
 _BN = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -165,8 +165,16 @@ def _grow_transformer(g: _Grower, src: TopFormerConfig, dst: TopFormerConfig, di
         g.conv_bn(f"{p}.mlp.fc2", dim, hidden)
 
 
-def grow_state(state: dict, source: str, target: str, num_classes: int, seed: int = 0) -> dict:
-    """A ``target`` state_dict computing what the ``source`` state computes (see module doc)."""
+def grow_state(state: dict, source: str, target: str, num_classes: int, seed: int = 0,
+               via: str | None = None) -> dict:
+    """A ``target`` state_dict computing what the ``source`` state computes (see module doc).
+
+    ``via``: grow into that variant first. A Base grown from a Small that was itself grown from
+    a Tiny has the channel layout of Tiny -> Small -> Base, not of Tiny -> Base, so a Tiny state
+    that must line up with it channel by channel (the LwF classifier, the blend start) takes the
+    same two seeded steps."""
+    if via is not None and via not in (source, target):
+        return grow_state(grow_state(state, source, via, num_classes, seed), via, target, num_classes, seed)
     if (source, target) not in GROWABLE:
         raise StudioError(f"cannot grow a TopFormer-{source} into a {target}; growable: "
                           + ", ".join(f"{a} -> {b}" for a, b in sorted(GROWABLE)))

@@ -75,7 +75,7 @@ def make_source_guard(cfg: TrainConfig) -> SourceGuard | None:
         if (variant, cfg.variant) not in GROWABLE:
             raise StudioError(f"--lwf-weight: {start} is a {variant.title()}, this run a {cfg.variant.title()}: "
                               "the kept classifier reads the run's own features, and cannot be grown into them")
-        kept = grow_state(state, variant, cfg.variant, num_classes)
+        kept = grow_state(state, variant, cfg.variant, num_classes, via=cfg.grow_via)
     source = create_model(variant, num_classes)
     source.load_state_dict(state, strict=True)
     weight = kept[SEG_WEIGHT]

@@ -59,8 +59,9 @@ def mapped_classifier(weight: torch.Tensor, bias: torch.Tensor, source: str, tar
     return weight[rows].clone(), bias[rows].clone()
 
 
-def official_init(path, variant: str, target: str = "camvid") -> tuple[dict, str]:
-    """Weights for a ``variant`` model of ``target``'s classes from an official mmseg checkpoint.
+def official_init(path, variant: str, target: str = "camvid", via: str | None = None) -> tuple[dict, str]:
+    """Weights for a ``variant`` model of ``target``'s classes from an official mmseg checkpoint
+    (grown through ``via`` when the run's own start was grown that way, ``grow.grow_state``).
 
     Returns the state_dict and a one-line description for the run's log and manifest.
     """
@@ -76,17 +77,27 @@ def official_init(path, variant: str, target: str = "camvid") -> tuple[dict, str
         state = dict(state)
         state[SEG_WEIGHT], state[SEG_BIAS] = mapped_classifier(state[SEG_WEIGHT], state[SEG_BIAS], source, target)
         how = f"{source} TopFormer-{found} ({path}); classifier rows mapped {source} -> {target}"
-    return matched_variant(state, found, variant, target_classes, path, how)
+    return matched_variant(state, found, variant, target_classes, path, how, via)
 
 
-def matched_variant(state: dict, found: str, variant: str, num_classes: int, path, how: str) -> tuple[dict, str]:
-    """``state`` as a ``variant`` model: as is, or grown from a Tiny (``grow.grow_state``)."""
+def matched_variant(state: dict, found: str, variant: str, num_classes: int, path, how: str,
+                    via: str | None = None) -> tuple[dict, str]:
+    """``state`` as a ``variant`` model: as is, or grown from a Tiny or Small (``grow.grow_state``)."""
     if found == variant:
         return state, how
     if (found, variant) not in GROWABLE:
         raise StudioError(f"--init: {path} is a TopFormer-{found}, not {variant}, and cannot be grown into one")
-    grown = grow_state(state, found, variant, num_classes)
-    return grown, f"{how}; grown {found} -> {variant} (function-preserving widening)"
+    via = via if via not in (found, variant) else None
+    grown = grow_state(state, found, variant, num_classes, via=via)
+    steps = f"{found} -> {via} -> {variant}" if via else f"{found} -> {variant}"
+    return grown, f"{how}; grown {steps} (function-preserving widening)"
+
+
+def note_growth(cfg: TrainConfig, found: str) -> None:
+    """A run that starts from a Small grown into a Base records it: a Tiny state that must line
+    up with this run channel by channel (LwF's classifier, the blend start) then grows the same way."""
+    if found not in ("tiny", cfg.variant):
+        cfg.grow_via = found
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -107,8 +118,9 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
         state, found, num_classes = onnx_state(path)
         if num_classes != cfg.num_classes:
             raise StudioError(f"--init: {path} predicts {num_classes} classes, this run {cfg.num_classes}")
+        note_growth(cfg, found)
         state, how = matched_variant(state, found, cfg.variant, num_classes, path,
-                                     f"the weights of {path} (ONNX, BatchNorm folded)")
+                                     f"the weights of {path} (ONNX, BatchNorm folded)", cfg.grow_via)
         cfg.extra["init_from"] = how
         return state
     if not path.is_file():
@@ -118,7 +130,7 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     except Exception:  # noqa: BLE001 - this project's run checkpoints also hold RNG states and configs
         ckpt = None
     if isinstance(ckpt, dict) and "meta" in ckpt and "state_dict" in ckpt:
-        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid")
+        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid", cfg.grow_via)
         cfg.extra["init_from"] = how
         return state
     if ckpt is None:
@@ -134,7 +146,8 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     found, num_classes = detect_variant(state)
     if num_classes != cfg.num_classes:
         raise StudioError(f"--init: {path} predicts {num_classes} classes, this run {cfg.num_classes}")
-    state, how = matched_variant(state, found, cfg.variant, num_classes, path, f"the weights of {path}")
+    note_growth(cfg, found)
+    state, how = matched_variant(state, found, cfg.variant, num_classes, path, f"the weights of {path}", cfg.grow_via)
     if found != cfg.variant:
         cfg.extra["init_from"] = how
     return state

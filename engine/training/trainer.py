@@ -227,6 +227,10 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
+    # The start first: a Small grown into this Base sets cfg.grow_via, which the LwF guard follows.
+    # On resume it is computed again only when the anchor pulls towards it.
+    start_state = (init_weights(Path(cfg.init), cfg)
+                   if cfg.init and (not resume or cfg.decay_to_start > 0) else None)
     guard = make_source_guard(cfg)  # and a bad --lwf-weight, or one without an official start of other classes
     D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
     check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
@@ -260,9 +264,6 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
-    # On resume the start is computed again only when the anchor pulls towards it.
-    start_state = (init_weights(Path(cfg.init), cfg)
-                   if cfg.init and (not resume or cfg.decay_to_start > 0) else None)
     if start_state is not None and not resume:
         model.load_state_dict(start_state, strict=True)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
