@@ -1,4 +1,4 @@
-"""Growing a Tiny into a Small or Base (engine/training/grow.py): the grown network computes
+"""Growing a Tiny into a Small or Base, or a Small into a Base (engine/training/grow.py): the grown network computes
 the Tiny's function, its copied channels still learn apart, and ``train --init`` uses it."""
 from __future__ import annotations
 
