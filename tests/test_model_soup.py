@@ -2,6 +2,7 @@
 figure per unseen drive with their mean (training.unseen_drives)."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -94,6 +95,13 @@ def test_ship_a_soup_with_one_selection_run_per_drive(runs, shared_dir, tmp_path
              "--data", str(camvid), "--models-dir", str(models), "--selection-run", f"{runs['a']},{runs['c']}"]
     assert run_command(mixed) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "each run once" in err[0] and "their holdout_drive differs" in err[1]
+    assert len(err) == 2 and "each run once, not a twice" in err[0] and "their holdout_drive differs" in err[1]
     assert "a soup needs runs trained on the same frames" in err[1]
+    # Another run of the same folder name would overwrite a's figure in unseen_drives.runs.
+    namesake = tmp_path / "elsewhere" / "a"
+    shutil.copytree(runs["a"], namesake)
+    same_name = args[:-4] + ["--name", "w", "--selection-run", str(runs["a"]), "--selection-run", str(namesake)]
+    assert run_command(same_name) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "two runs named a in different folders" in err[0] and "rename one" in err[0]
     assert Registry(models).names() == ["souped", "x"]

@@ -108,6 +108,21 @@ def unseen_drives_summary(selections: list[dict]) -> dict:
                     "with several runs of a drive (seeds), their mean"}
 
 
+def _check_distinct_names(specs: list) -> None:
+    """Selection runs are recorded by folder name (``unseen_drives.runs``), so two of them must
+    differ by name, not only by path: the second would overwrite the first's figure."""
+    seen: dict[str, tuple] = {}
+    for spec in specs:
+        name, where = spec_name(spec), tuple(p.resolve() for p in run_folders(spec))
+        if name not in seen:
+            seen[name] = where
+        elif seen[name] == where:
+            raise StudioError(f"--selection-run: each run once, not {name} twice")
+        else:
+            raise StudioError(f"--selection-run: two runs named {name} in different folders; the manifest records "
+                              "selection runs by folder name: rename one")
+
+
 def _run_command(run_dir: Path) -> str | None:
     path = run_dir / "config.json"
     return json.loads(path.read_text()).get("command") if path.is_file() else None
@@ -212,9 +227,7 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
     if specs:
         in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
-        names = [spec_name(s) for s in specs]
-        if len(set(names)) != len(names):
-            raise StudioError(f"--selection-run: each run once, not {', '.join(names)}")
+        _check_distinct_names(specs)
         measure = blend_init is not None or bool(class_bias) or bool(exposure) or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
         selections = [measured_selection_figures(s, blend_init, data, figures, blend_start, class_bias, exposure)
                       if measure else figures
