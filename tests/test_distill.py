@@ -141,7 +141,7 @@ def test_distillation_user_errors_are_one_line_and_leave_no_run(tmp_path, shippe
     data = fake_camvid(tmp_path / "ds", n=2)
     video = _video(tmp_path / "clip.mp4", frames=2)
     cases = [
-        (["--unlabelled", str(video)], "need a --teacher"),
+        (["--unlabelled", str(video)], "need a --teacher or --lwf-weight"),
         (["--teacher", "no-such-model"], "no-such-model"),
         (["--teacher", "camvid-tiny", "--distill-temp", "0"], "--distill-temp"),
         (["--teacher", "camvid-tiny", "--unlabelled", str(tmp_path / "gone.mp4")], "not found"),

@@ -122,6 +122,33 @@ def test_lwf_run_resumes_exactly_changes_training_and_stays_out_of_the_model(cam
     check_shipped_recipe(straight, camvid, tmp_path, capsys, "lwf_weight", 1.0, "LwF x1 (T 2)")
 
 
+@pytest.mark.shared
+def test_unlabelled_frames_take_the_lwf_term_alone(camvid, ade_tiny, tmp_path, capsys):
+    """Without a teacher, frames of a real video join training with void labels: the kept
+    classifier's term is their only target, and the manifest records them, not a teacher."""
+    import cv2
+    import numpy as np
+
+    video = tmp_path / "street.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (192, 108))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        writer.write(rng.integers(0, 256, (108, 192, 3), dtype=np.uint8))
+    writer.release()
+    with_frames, without = tmp_path / "with", tmp_path / "without"
+    extra = ["--unlabelled", str(video), "--unlabelled-every", "2"]
+    assert run_command(_args(camvid, with_frames, ade_tiny, 1) + extra) == 0
+    assert run_command(_args(camvid, without, ade_tiny, 1)) == 0
+    cfg = json.loads((with_frames / "config.json").read_text())
+    assert cfg["extra"]["unlabelled_frames"] == 3 and not cfg.get("teacher")
+    a, b = (torch.load(r / "last.pth", weights_only=False)["model"] for r in (with_frames, without))
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("backbone."))
+    check_shipped_recipe(with_frames, camvid, tmp_path, capsys, "unlabelled", [str(video)],
+                         "LwF x1 (T 2), 3 unlabelled frames")
+    training = json.loads((tmp_path / "models" / "manifest.json").read_text())["models"][0]["training"]
+    assert training["unlabelled_frames"] == 3 and "teacher" not in training
+
+
 @pytest.mark.parametrize("extra, words", [
     (["--lwf-weight", "-1"], "--lwf-weight must be at least 0"),
     (["--lwf-weight", "1", "--lwf-temp", "0"], "--lwf-temp above 0"),

@@ -126,7 +126,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     distill.add_argument("--distill-weight", type=float, default=None, help="weight of the teacher's loss (default 1.0)")
     distill.add_argument("--distill-temp", type=float, default=None, help="softmax temperature (default 1.0)")
     distill.add_argument("--unlabelled", nargs="+", default=None, metavar="PATH",
-                         help="videos or image folders trained on with the teacher's targets only")
+                         help="videos or image folders trained on with the teacher's or the --lwf-start's targets only")
     distill.add_argument("--unlabelled-every", type=int, default=None, help="every N-th video frame (default 4)")
     lwf = parser.add_argument_group("learning without forgetting (engine/training/lwf.py)")
     lwf.add_argument("--lwf-weight", type=float, default=None,

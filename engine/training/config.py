@@ -42,7 +42,8 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("paste", ("paste", "paste_classes")),
                          ("decay_to_start", ("decay_to_start",)),
                          ("colour_cast", ("colour_cast",)),
-                         ("teacher", ("teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every")),
+                         ("teacher", ("teacher", "distill_weight", "distill_temp")),
+                         ("unlabelled", ("unlabelled", "unlabelled_every")),
                          ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")))
 
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
@@ -100,7 +101,7 @@ class TrainConfig:
     teacher_models_dir: str | None = None  # where the teacher is installed (None: the default models folder)
     distill_weight: float = 1.0  # loss = labelled loss + distill_weight * KL(teacher || student)
     distill_temp: float = 1.0
-    unlabelled: tuple[str, ...] = ()  # videos / image folders trained on with the teacher's targets only
+    unlabelled: tuple[str, ...] = ()  # videos / image folders trained on with the teacher's (or LwF's) targets only
     unlabelled_every: int = 4  # every N-th frame of each unlabelled video (neighbours are near copies)
     unlabelled_height: int = 360  # unlabelled frames are resized to CamVid's height first
     lwf_weight: float = 0.0  # > 0: + this x KL(the start's classes || a kept copy of its classifier) (lwf.py)

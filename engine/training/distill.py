@@ -120,12 +120,12 @@ def _video_frames(path: Path, every: int) -> list[np.ndarray]:
 
 
 def add_unlabelled(cfg: TrainConfig, images: list[np.ndarray], labels: list[np.ndarray]) -> int:
-    """Append the run's unlabelled frames (labels all ``ignore_index``: the teacher's targets
-    only) to the training lists; returns how many."""
+    """Append the run's unlabelled frames (labels all ``ignore_index``: only the teacher's or the
+    LwF start's targets) to the training lists; returns how many."""
     if not cfg.unlabelled:
         return 0
-    if not cfg.teacher:
-        raise StudioError("--unlabelled frames need a --teacher to label them")
+    if not cfg.teacher and not cfg.lwf_weight:
+        raise StudioError("--unlabelled frames need a --teacher or --lwf-weight to give them targets")
     frames = load_unlabelled(cfg.unlabelled, cfg.unlabelled_every, cfg.unlabelled_height)
     images += frames
     labels += [np.full(im.shape[:2], cfg.ignore_index, np.uint8) for im in frames]

@@ -76,8 +76,10 @@ def describe_recipe(cfg: dict) -> str:
     if cfg.get("teacher"):
         kd = f"teacher {cfg['teacher']} (x{cfg.get('distill_weight', 1.0):g}"
         kd += f", T {cfg['distill_temp']:g})" if cfg.get("distill_temp", 1.0) != 1.0 else ")"
-        frames = (cfg.get("extra") or {}).get("unlabelled_frames")
-        parts.append(kd + (f", {frames} unlabelled frames" if frames else ""))
+        parts.append(kd)
+    frames = (cfg.get("extra") or {}).get("unlabelled_frames")
+    if frames:
+        parts.append(f"{frames} unlabelled frames")
     parts.extend(_other_changes(cfg))
     return ", ".join(parts)
 

@@ -197,7 +197,9 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
         if cfg.get(switch):
             training["recipe"].update({k: cfg.get(k) for k in fields})
     if cfg.get("teacher"):
-        training.update(teacher=extra.get("teacher"), unlabelled_frames=extra.get("unlabelled_frames"))
+        training["teacher"] = extra.get("teacher")
+    if extra.get("unlabelled_frames"):
+        training["unlabelled_frames"] = extra["unlabelled_frames"]
     if len(runs) > 1:
         training["run"] = spec_name(run)
         training["soup"] = {
