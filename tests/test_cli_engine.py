@@ -89,6 +89,7 @@ def test_segment_image_video_and_errors(tmp_path, random_models_dir, shared_dir,
     for args, message in [
         ([str(tmp_path / "missing.mp4")], "does not exist"),
         ([str(not_video)], "not a readable video"),
+        ([str(tmp_path)], "is a folder, not a video file"),
         ([str(sample), "--model", "nope"], "no model named 'nope'"),
     ]:
         base = ["segment", *args[:1], "--models-dir", str(random_models_dir), "--out", str(tmp_path / "x.mp4")]

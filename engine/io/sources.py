@@ -98,6 +98,8 @@ class VideoFileSource(FrameSource):
         self.path = Path(path)
         if not self.path.exists():
             raise SourceError(f"video file {self.path} does not exist")
+        if self.path.is_dir():
+            raise SourceError(f"{self.path} is a folder, not a video file")
         if not self.path.is_file() or not os.access(self.path, os.R_OK):
             raise SourceError(f"video file {self.path} cannot be read")
         self._cap, first = _open_capture(str(self.path), f"{self.path.name} is not a readable video (unsupported, corrupt or empty file)")
