@@ -108,7 +108,7 @@ def unseen_drives_summary(selections: list[dict]) -> dict:
                     "with several runs of a drive (seeds), their mean"}
 
 
-def _check_distinct_names(specs: list) -> None:
+def _check_distinct_names(specs: list[str | Path]) -> None:
     """Selection runs are recorded by folder name (``unseen_drives.runs``), so two of them must
     differ by name, not only by path: the second would overwrite the first's figure."""
     seen: dict[str, tuple] = {}
@@ -228,8 +228,8 @@ def ship_run(run: str | Path, name: str, models_dir: str | Path | None = None, d
                     "brightened to (null: none)"}
     specs = [selection_run] if isinstance(selection_run, (str, Path)) else list(selection_run or [])
     if specs:
-        in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
         _check_distinct_names(specs)
+        in_loop = [selection_figures(run_folders(s)[0]) for s in specs]
         measure = blend_init is not None or bool(class_bias) or bool(exposure) or len(specs) > 1 or any(len(run_folders(s)) > 1 for s in specs)
         selections = [measured_selection_figures(s, blend_init, data, figures, blend_start, class_bias, exposure)
                       if measure else figures
