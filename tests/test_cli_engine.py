@@ -225,12 +225,12 @@ def test_models_list_says_how_each_model_does_on_a_drive_it_never_saw(shipped_mo
 
     registry = Registry(shipped_models_dir)
     tiny, small, base = (registry.get(f"camvid-{v}") for v in ("tiny", "small", "base"))
-    for refit in (tiny, small, base):  # refits on every drive: the mean of their recipe's held-out runs, two seeds a drive
+    for refit in (tiny, small, base):  # refits on every drive: the mean of their recipe's held-out runs, two seeds or more a drive
         drives, runs = refit.training["unseen_drives"]["drives"], refit.training["unseen_drives"]["runs"]
         assert list(drives) == ["0006R0", "0001TP", "0016E5"]
         assert refit.training["selection"]["last"]["miou_holdout"] in runs["0006R0"].values()
         for drive, by_seed in runs.items():
-            assert len(by_seed) == 2 and drives[drive] == pytest.approx(sum(by_seed.values()) / 2, abs=1e-6)
+            assert len(by_seed) >= 2 and drives[drive] == pytest.approx(sum(by_seed.values()) / len(by_seed), abs=1e-6)
         mean = round(sum(drives.values()) / 3, 6)
         assert refit.unseen_drive_miou == (mean, "0006R0+0001TP+0016E5", True)
         assert refit.unseen_drive_miou[0] > 0.47  # the from-scratch Small and Base scored about 0.36 on 0006R0
