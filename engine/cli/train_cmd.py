@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--cat-max-ratio", type=float, default=None)
     recipe.add_argument("--rare-crop", type=float, default=None,
                         help="probability of centring a crop on a rare-class pixel (default 0 = off)")
+    recipe.add_argument("--drive-balance", type=float, default=None, metavar="P",
+                        help="draw training frames with probability ~ (frames of their drive)^-P: 1 draws every drive "
+                             "equally often (CamVid: 0016E5 is most frames), 0 is the plain shuffle (default 0)")
     recipe.add_argument("--paste", type=float, default=None,
                         help="probability that a training crop gets the --paste-classes pixels of another crop of its "
                              "batch, image and label (copy-paste; default 0 = off)")

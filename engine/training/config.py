@@ -29,19 +29,20 @@ RUN_SETTINGS = ("device", "threads", "workers", "amp")
 # OPTIONAL_RECIPE_PARTS if the manifest should record it only when used); a test checks that
 # each one is a TrainConfig field and a train flag.
 RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_power", "scale_range", "scale_sampling",
-                 "cat_max_ratio", "rare_crop", "paste", "paste_classes", "colour_cast", "photometric", "loss",
-                 "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
+                 "cat_max_ratio", "rare_crop", "drive_balance", "paste", "paste_classes", "colour_cast",
+                 "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
                  "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp",
                  "lwf_start")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
-# recorded). Lovasz term: losses.py; copy-paste and colour cast: data.py; anchor: anchor.py;
+# recorded). Lovasz term: losses.py; copy-paste, colour cast and drive balance: data.py; anchor: anchor.py;
 # distillation: distill.py; learning without forgetting: lwf.py.
 OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("paste", ("paste", "paste_classes")),
                          ("decay_to_start", ("decay_to_start",)),
                          ("colour_cast", ("colour_cast",)),
+                         ("drive_balance", ("drive_balance",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp")),
                          ("unlabelled", ("unlabelled", "unlabelled_every")),
                          ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")))
@@ -71,6 +72,7 @@ class TrainConfig:
     scale_sampling: str = "uniform"  # uniform | log (engine.training.data.random_scale)
     cat_max_ratio: float = 0.75
     rare_crop: float = 0.0
+    drive_balance: float = 0.0  # > 0: frames drawn with probability ~ (frames of their drive)^-this (data.drive_weights)
     paste: float = 0.0  # probability that a crop gets the paste_classes pixels of another crop of its batch
     paste_classes: str = "pole,sign_symbol,fence,pedestrian,bicyclist"
     colour_cast: float = 0.0  # > 0: white-balance jitter, red/blue gains in [1/(1+c), 1+c] (engine.training.data)

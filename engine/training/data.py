@@ -6,6 +6,7 @@ training run draws exactly the same crops as an uninterrupted one.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,20 @@ def photometric_distortion(img: np.ndarray, rng: np.random.Generator) -> np.ndar
     if not contrast_first:
         out = contrast(out)
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def drive_weights(drives: list[str], power: float) -> np.ndarray | None:
+    """Probability of drawing each training frame, proportional to (its drive's frame count)
+    to the minus ``power``: 1 draws every drive equally often, 0 is the plain shuffle (None).
+    Why: one drive (0016E5) supplies most of CamVid's labelled frames, and what users meet is
+    footage of other roads."""
+    if not 0 <= power <= 1:
+        raise StudioError(f"--drive-balance {power:g}: must be between 0 (off) and 1 (every drive equally often)")
+    if power == 0:
+        return None
+    counts = Counter(drives)
+    w = np.array([counts[d] ** -power for d in drives], np.float64)
+    return w / w.sum()
 
 
 def check_colour_cast(strength: float) -> None:

@@ -73,9 +73,10 @@ def _rng_for_epoch(cfg: TrainConfig, epoch: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, epoch])
 
 
-def make_batches(n: int, batch: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled index batches of one epoch; the last incomplete batch is dropped (BN)."""
-    perm = rng.permutation(n)
+def make_batches(n: int, batch: int, rng: np.random.Generator, p: np.ndarray | None = None) -> list[np.ndarray]:
+    """Shuffled index batches of one epoch (``p``: n frames drawn with these probabilities,
+    with replacement); the last incomplete batch is dropped (BN)."""
+    perm = rng.permutation(n) if p is None else rng.choice(n, size=n, p=p)
     return [perm[i:i + batch] for i in range(0, n - batch + 1, batch)]
 
 
@@ -241,6 +242,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         cfg.extra = {**cfg.extra, "train_frames": train_frames}
     images, labels = D.load_samples(train_samples)
     unlabelled = add_unlabelled(cfg, images, labels)
+    draw_p = D.drive_weights([s.drive for s in train_samples] + ["unlabelled"] * unlabelled, cfg.drive_balance)
     images = [brighten(im, exposure) for im in images]
     if unlabelled and not resume:
         cfg.extra = {**cfg.extra, "unlabelled_frames": unlabelled}
@@ -315,7 +317,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         rng = _rng_for_epoch(cfg, epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         epoch_loss, nb = 0.0, 0
-        for idx in make_batches(len(images), cfg.batch, rng):
+        for idx in make_batches(len(images), cfg.batch, rng, draw_p):
             crops = augment_batch(images, labels, idx, rng, aug, rare_weight if cfg.rare_crop > 0 else None, pool)
             x = torch.from_numpy(D.normalise(np.stack([c[0] for c in crops]), MEAN_RGB, STD_RGB)).to(device)
             x = x.contiguous(memory_format=fmt)

@@ -1,0 +1,53 @@
+"""--drive-balance (engine.training.data.drive_weights): every drive drawn equally often."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from engine.cli import run_command
+from engine.errors import StudioError
+from engine.training import data as D
+from fake_camvid import fake_camvid
+
+
+def test_power_one_gives_each_drive_the_same_share_and_zero_is_the_plain_shuffle():
+    drives = ["A"] * 6 + ["B"] * 2 + ["C"] * 1
+    p = D.drive_weights(drives, 1.0)
+    share = {d: p[[i for i, x in enumerate(drives) if x == d]].sum() for d in "ABC"}
+    assert all(v == pytest.approx(1 / 3) for v in share.values())
+    half = D.drive_weights(drives, 0.5)  # sqrt: between the shuffle and equal drives
+    assert 6 / 9 > half[:6].sum() > 1 / 3
+    assert D.drive_weights(drives, 0.0) is None
+    for bad in (-0.5, 1.5):
+        with pytest.raises(StudioError, match="--drive-balance"):
+            D.drive_weights(drives, bad)
+
+
+@pytest.mark.torch
+def test_batches_follow_the_weights_and_a_run_records_the_setting(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from engine.training.report import describe_recipe
+    from engine.training.trainer import make_batches
+
+    drives = ["big"] * 90 + ["small"] * 10
+    rng = np.random.default_rng(0)
+    drawn = Counter(drives[i] for _ in range(50) for b in make_batches(100, 8, rng, D.drive_weights(drives, 1.0))
+                    for i in b)
+    assert 0.45 < drawn["small"] / sum(drawn.values()) < 0.55  # 10 % of the frames, half the draws
+    plain = [i for b in make_batches(100, 8, np.random.default_rng(0)) for i in b]
+    assert len(set(plain)) == len(plain) == 96  # without weights: a permutation, last batch dropped
+
+    data = fake_camvid(tmp_path / "camvid", n=2)
+    args = ["train", "--variant", "tiny", "--data", str(data), "--epochs", "1", "--batch", "2", "--crop", "32x64",
+            "--eval-every", "1", "--warmup-iters", "1", "--threads", "1", "--no-progress"]
+    assert run_command([*args, "--out", str(tmp_path / "r"), "--drive-balance", "1"]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["drive_balance"] == 1.0 and "drive-balance 1" in describe_recipe(cfg)
+    capsys.readouterr()
+    assert run_command([*args, "--out", str(tmp_path / "bad"), "--drive-balance", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --drive-balance 2: must be between 0 (off) and 1 (every drive equally often)"]
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
