@@ -1,14 +1,11 @@
 """--colour-cast (engine.training.data.colour_cast): a white-balance jitter of training frames."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
-from engine.cli import run_command
 from engine.training import data as D
-from fake_camvid import fake_camvid
+from fake_camvid import check_recipe_flag
 
 
 def test_cast_scales_red_and_blue_within_the_range_and_keeps_green():
@@ -41,17 +38,6 @@ def test_augment_casts_only_the_image_and_only_when_asked():
 @pytest.mark.torch
 def test_colour_cast_is_recorded_and_a_bad_value_is_one_line(tmp_path, capsys):
     pytest.importorskip("torch")
-    from engine.training.report import describe_recipe
-
-    data = fake_camvid(tmp_path / "camvid", n=2)
-    args = ["train", "--variant", "tiny", "--data", str(data), "--epochs", "1", "--batch", "2", "--crop", "32x64",
-            "--eval-every", "1", "--warmup-iters", "1", "--threads", "1", "--no-progress"]
-    assert run_command([*args, "--out", str(tmp_path / "r"), "--colour-cast", "0.2"]) == 0
-    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["colour_cast"] == 0.2 and "colour cast 0.2" in describe_recipe(cfg)
-    capsys.readouterr()
-    for bad in ("-0.1", "2"):
-        assert run_command([*args, "--out", str(tmp_path / f"bad{bad}"), "--colour-cast", bad]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert err == [f"error: --colour-cast {float(bad):g}: must be between 0 (off) and 1"]
-        assert not (tmp_path / f"bad{bad}").exists()  # refused before anything is written
+    cfg = check_recipe_flag(tmp_path, capsys, "--colour-cast", "0.2", "colour cast 0.2",
+                            {v: f"--colour-cast {float(v):g}: must be between 0 (off) and 1" for v in ("-0.1", "2")})
+    assert cfg["colour_cast"] == 0.2
