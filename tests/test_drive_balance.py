@@ -24,19 +24,19 @@ def test_power_one_gives_each_drive_the_same_share_and_zero_is_the_plain_shuffle
             D.drive_weights(drives, bad)
 
 
-@pytest.mark.torch
-def test_batches_follow_the_weights_and_a_run_records_the_setting(tmp_path, capsys):
-    pytest.importorskip("torch")
-    from engine.training.trainer import make_batches
-
+def test_batches_follow_the_weights():
     drives = ["big"] * 90 + ["small"] * 10
     rng = np.random.default_rng(0)
-    drawn = Counter(drives[i] for _ in range(50) for b in make_batches(100, 8, rng, D.drive_weights(drives, 1.0))
+    drawn = Counter(drives[i] for _ in range(50) for b in D.make_batches(100, 8, rng, D.drive_weights(drives, 1.0))
                     for i in b)
     assert 0.45 < drawn["small"] / sum(drawn.values()) < 0.55  # 10 % of the frames, half the draws
-    plain = [i for b in make_batches(100, 8, np.random.default_rng(0)) for i in b]
+    plain = [i for b in D.make_batches(100, 8, np.random.default_rng(0)) for i in b]
     assert len(set(plain)) == len(plain) == 96  # without weights: a permutation, last batch dropped
 
+
+@pytest.mark.torch
+def test_a_run_records_the_setting_and_a_bad_value_is_one_line(tmp_path, capsys):
+    pytest.importorskip("torch")
     cfg = check_recipe_flag(tmp_path, capsys, "--drive-balance", "1", "drive-balance 1", {
         "2": "--drive-balance 2: must be between 0 (off) and 1 (every drive equally often)"})
     assert cfg["drive_balance"] == 1.0

@@ -168,7 +168,7 @@ def drive_weights(drives: list[str], power: float) -> np.ndarray | None:
     """Probability of drawing each training frame, proportional to (its drive's frame count)
     to the minus ``power``: 1 draws every drive equally often, 0 is the plain shuffle (None).
     Why: one drive (0016E5) supplies most of CamVid's labelled frames, and what users meet is
-    footage of other roads."""
+    footage of other roads. On CamVid's held-out drives 1 was worse (docs/training.md)."""
     if not 0 <= power <= 1:
         raise StudioError(f"--drive-balance {power:g}: must be between 0 (off) and 1 (every drive equally often)")
     if power == 0:
@@ -176,6 +176,13 @@ def drive_weights(drives: list[str], power: float) -> np.ndarray | None:
     counts = Counter(drives)
     w = np.array([counts[d] ** -power for d in drives], np.float64)
     return w / w.sum()
+
+
+def make_batches(n: int, batch: int, rng: np.random.Generator, p: np.ndarray | None = None) -> list[np.ndarray]:
+    """Shuffled index batches of one epoch (``p``: n frames drawn with these probabilities,
+    with replacement); the last incomplete batch is dropped (BN)."""
+    perm = rng.permutation(n) if p is None else rng.choice(n, size=n, p=p)
+    return [perm[i:i + batch] for i in range(0, n - batch + 1, batch)]
 
 
 def check_colour_cast(strength: float) -> None:

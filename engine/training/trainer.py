@@ -73,13 +73,6 @@ def _rng_for_epoch(cfg: TrainConfig, epoch: int) -> np.random.Generator:
     return np.random.default_rng([cfg.seed, epoch])
 
 
-def make_batches(n: int, batch: int, rng: np.random.Generator, p: np.ndarray | None = None) -> list[np.ndarray]:
-    """Shuffled index batches of one epoch (``p``: n frames drawn with these probabilities,
-    with replacement); the last incomplete batch is dropped (BN)."""
-    perm = rng.permutation(n) if p is None else rng.choice(n, size=n, p=p)
-    return [perm[i:i + batch] for i in range(0, n - batch + 1, batch)]
-
-
 def augment_batch(images: list[np.ndarray], labels: list[np.ndarray], idx: np.ndarray, rng: np.random.Generator,
                   aug: D.AugConfig, rare_weight: np.ndarray | None,
                   pool: ThreadPoolExecutor | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -281,7 +274,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         groups += guard_param_groups(guard, cfg.head_lr_mult, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
-    iters_per_epoch = len(make_batches(len(images), cfg.batch, np.random.default_rng(0)))
+    iters_per_epoch = len(D.make_batches(len(images), cfg.batch, np.random.default_rng(0)))
     if iters_per_epoch == 0:
         raise StudioError(f"batch {cfg.batch} is larger than the {len(images)} training images")
     total_iters = iters_per_epoch * cfg.epochs
@@ -317,7 +310,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         rng = _rng_for_epoch(cfg, epoch)
         torch.manual_seed(cfg.seed * 100_003 + epoch)
         epoch_loss, nb = 0.0, 0
-        for idx in make_batches(len(images), cfg.batch, rng, draw_p):
+        for idx in D.make_batches(len(images), cfg.batch, rng, draw_p):
             crops = augment_batch(images, labels, idx, rng, aug, rare_weight if cfg.rare_crop > 0 else None, pool)
             x = torch.from_numpy(D.normalise(np.stack([c[0] for c in crops]), MEAN_RGB, STD_RGB)).to(device)
             x = x.contiguous(memory_format=fmt)
