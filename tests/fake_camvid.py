@@ -1,6 +1,7 @@
 """A small CamVid-layout folder of random frames and labels, shared by the training tests.
 
-For code paths that need the layout, not real street scenes: 64x96 frames, labels 0..11
+For code paths that need the layout, not real street scenes (and a one-epoch run on it that
+checks a recipe flag, :func:`check_recipe_flag`): 64x96 frames, labels 0..11
 (11 = void), one random generator over the splits in order, so a folder is the same every time.
 """
 from __future__ import annotations
@@ -21,7 +22,6 @@ def fake_camvid(root: Path, n: int = 4, splits: tuple[str, ...] = ("train", "val
             cv2.imwrite(str(root / "images" / split / f"f{i}.png"), rng.integers(0, 255, (64, 96, 3), dtype=np.uint8))
             cv2.imwrite(str(root / "labels" / split / f"f{i}.png"), rng.integers(0, 12, (64, 96), dtype=np.uint8))
     return root
-
 
 
 def quick_train_args(data: Path) -> list[str]:
