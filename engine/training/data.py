@@ -168,7 +168,8 @@ def drive_weights(drives: list[str], power: float) -> np.ndarray | None:
     """Probability of drawing each training frame, proportional to (its drive's frame count)
     to the minus ``power``: 1 draws every drive equally often, 0 is the plain shuffle (None).
     Why: one drive (0016E5) supplies most of CamVid's labelled frames, and what users meet is
-    footage of other roads. On CamVid's held-out drives 1 was worse and 0.5 no better (docs/training.md)."""
+    footage of other roads. On CamVid's held-out drives 1 was worse and 0.5 no better
+    (docs/training.md)."""
     if not 0 <= power <= 1:
         raise StudioError(f"--drive-balance {power:g}: must be between 0 (off) and 1 (every drive equally often)")
     if power == 0:
