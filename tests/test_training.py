@@ -127,6 +127,33 @@ def test_resume_goes_on_with_the_runs_own_settings(tmp_path, capsys):
 
 
 @pytest.mark.torch
+def test_resume_keeps_the_runs_recipe(tmp_path, capsys):
+    """--resume continues a run with its own recipe: a recipe option given with a new value is one
+    clear line and nothing trained (not silently ignored); the command that started the run,
+    given again with --resume, goes on; the progress bar names the run's variant."""
+    torch = pytest.importorskip("torch")
+    data = fake_camvid(tmp_path / "ds", n=4, splits=("train",))
+    fake_camvid(data, n=2, splits=("val",))
+    out = tmp_path / "r"
+    first = ["train", "--out", str(out), "--data", str(data), "--variant", "small", "--batch", "2",
+             "--crop", "32x64", "--eval-every", "1", "--threads", "1", "--lr", "1e-3", "--rare-crop", "0.5"]
+    assert run_command(first + ["--epochs", "1", "--no-progress"]) == 0
+    for extra, said in ((["--variant", "base"], "--variant base (the run's small)"),
+                        (["--lr", "2e-3", "--crop", "64x64"],
+                         "--crop 64x64 (the run's 32x64); --lr 0.002 (the run's 0.001)"),
+                        (["--recipe", "strong"], "--recipe strong (the run's none)")):
+        capsys.readouterr()
+        assert run_command(["train", "--out", str(out), "--resume", "--epochs", "2", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0] and "another --out" in err[0], err
+    assert torch.load(out / "last.pth", weights_only=False)["epoch"] == 1
+    capsys.readouterr()
+    assert run_command(first + ["--epochs", "2", "--resume"]) == 0
+    assert "small ep 2/2" in capsys.readouterr().err
+    assert torch.load(out / "last.pth", weights_only=False)["epoch"] == 2
+
+
+@pytest.mark.torch
 def test_train_cli_resume_without_run_and_empty_split(tmp_path, capsys):
     pytest.importorskip("torch")
     data = fake_camvid(tmp_path / "ds", n=3, splits=("train",))

@@ -10,12 +10,13 @@ The progress bar is drawn here from the trainer's callbacks (the engine draws no
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
 
 from ..errors import StudioError
-from ..training.config import RECIPE_FIELDS, RECIPES, RUN_SETTINGS
+from ..training.config import RECIPE_FIELDS, RECIPES, RUN_IDENTITY, RUN_SETTINGS, TrainConfig, resume_conflicts
 from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
@@ -39,15 +40,15 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--variant", choices=["tiny", "small", "base"], default="tiny")
+    parser.add_argument("--variant", choices=["tiny", "small", "base"], default=None, help="default tiny")
     parser.add_argument("--data", default=None,
                         help=f"CamVid-layout folder (default {DEFAULT_CAMVID}; with --resume: the run's own, or where "
                              "its frames are now)")
     parser.add_argument("--out", help="run folder (checkpoints, log.jsonl), e.g. runs/tiny-a")
     parser.add_argument("--epochs", type=int, default=None,
                         help="planned epochs (default 200; with --resume: change the plan of the run)")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=_hw, default=(288, 384), help="training crop HxW (default 288x384)")
+    parser.add_argument("--batch", type=int, default=None, help="default 8")
+    parser.add_argument("--crop", type=_hw, default=None, help="training crop HxW (default 288x384)")
     # Where and how a run goes: defaults for a new run; with --resume, those of the run unless given.
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default cpu (--resume: the run's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default 2; --resume: the run's)")
@@ -56,13 +57,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--resume: the run's)")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast, for --device cuda (default off; --resume: the run's)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last epoch, with its own recipe (options of the "
+                             "recipe given again must be the run's; --epochs, --eval-every, --data and the "
+                             "settings above may change)")
     parser.add_argument("--holdout-drive", default=None, metavar="DRIVE",
                         help="train on all labelled frames (--train-splits) except this drive (e.g. 0006R0) and "
                              "select the best checkpoint on it")
     parser.add_argument("--train-splits", default=None,
                         help="splits to train on (default train; with --holdout-drive: train,val)")
-    parser.add_argument("--val-split", default="val", help="the mixed validation split, logged for continuity")
+    parser.add_argument("--val-split", default=None, help="the mixed validation split, logged for continuity (default val)")
     recipe = parser.add_argument_group("recipe (flags override --recipe; defaults are those of TrainConfig)")
     recipe.add_argument("--recipe", choices=list(RECIPES), default=None,
                         help="a named ablation row, each the previous plus one change: " + ", ".join(RECIPES))
@@ -112,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")
-    recipe.add_argument("--seed", type=int, default=0)
+    recipe.add_argument("--seed", type=int, default=None, help="default 0")
     recipe.add_argument("--init", default=None,
                         help="start from a run's checkpoint (e.g. runs/x/best.pth), an installed model's FP32 ONNX "
                              "(e.g. models/camvid-tiny.onnx; BatchNorm comes folded: use --freeze-bn) or an official mmseg checkpoint "
@@ -208,7 +212,6 @@ def _shipped_figures(entry: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    command = _command_line(args)
     if args.report:
         from ..training.report import format_table, summarise_run
         print(format_table([summarise_run(r) for r in args.report]))
@@ -235,6 +238,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise StudioError("--out RUN_FOLDER is required (e.g. --out runs/tiny-a)")
+    shown_variant = _check_resume_options(args) if args.resume else None
+    for key in ("variant", "batch", "crop", "seed", "val_split"):  # a new run's defaults (--resume: the run's)
+        if getattr(args, key) is None:
+            setattr(args, key, TrainConfig.__dataclass_fields__[key].default)
+    command = _command_line(args)
     new_epochs = args.epochs if args.resume else None
     new_eval_every = args.eval_every if args.resume else None
     args.epochs = args.epochs or 200
@@ -245,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.data is not None or not args.resume) and not Path(data).is_dir():
         raise StudioError(f"dataset folder not found: {data}")
     run_settings = {k: getattr(args, k) for k in RUN_SETTINGS if getattr(args, k) is not None}
-    from ..training.trainer import TrainConfig, train
+    from ..training.trainer import train
 
     recipe = dict(RECIPES[args.recipe]) if args.recipe else {}
     recipe.update({k: getattr(args, k) for k in RECIPE_FIELDS if getattr(args, k) is not None})
@@ -270,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
             from tqdm import tqdm
             bar = tqdm(total=info.total, initial=info.iter - 1, unit="it", dynamic_ncols=True, file=sys.stderr,
                        mininterval=2.0)
-        bar.set_description(f"{args.variant} ep {info.epoch}/{info.epochs}", refresh=False)
+        bar.set_description(f"{shown_variant or args.variant} ep {info.epoch}/{info.epochs}", refresh=False)
         bar.set_postfix(loss=f"{info.loss:.3f}", lr=f"{info.lr:.2e}", refresh=False)
         bar.update(info.iter - bar.n)
 
@@ -294,6 +302,25 @@ def run(args: argparse.Namespace) -> int:
                          blend_start=args.blend_start, class_bias=class_bias)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
+
+
+def _check_resume_options(args: argparse.Namespace) -> str | None:
+    """A resumed run keeps its recipe (an exact resume): options of it given again must be the
+    run's own, so that a changed one is an error rather than silently ignored. Returns the run's
+    variant (shown on the progress bar), or None when --out holds no run (the trainer says so)."""
+    path = Path(args.out) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StudioError(f"cannot read the run's settings {path}: {exc}") from None
+    given = {k: getattr(args, k) for k in RUN_IDENTITY if getattr(args, k) is not None}
+    conflicts = resume_conflicts(saved, given)
+    if conflicts:
+        raise StudioError(f"--resume continues {args.out} with its own recipe; given: " + "; ".join(conflicts)
+                          + ": drop these options, or start a new run with another --out")
+    return saved.get("variant")
 
 
 def _record_holdout_estimate(run_dir: Path, name: str | None, models_dir) -> int:

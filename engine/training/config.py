@@ -50,6 +50,10 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
 # the run's shape and every recipe setting that is not part of an optional part.
 _OPTIONAL = {k for _, fields in OPTIONAL_RECIPE_PARTS for k in fields}
+# What a run is, fixed for its life: given again with --resume they must match the run's own
+# (an exact resume keeps them; a silently ignored change would mislead).
+RUN_IDENTITY = ("variant", "batch", "crop", "seed", "init", "holdout_drive", "train_splits", "val_split", "recipe",
+                "limit", "val_limit", *RECIPE_FIELDS)
 RECORDED_RECIPE = ("recipe", "batch", "crop", *(k for k in RECIPE_FIELDS if k not in _OPTIONAL),
                    "seed", "device", "amp")
 
@@ -130,3 +134,25 @@ class TrainConfig:
         if cfg.photometric is True or cfg.photometric is False:  # configs before the modes
             cfg.photometric = "basic" if cfg.photometric else "none"
         return cfg
+
+
+def resume_conflicts(saved: dict, given: dict) -> list[str]:
+    """The ``given`` RUN_IDENTITY options (name -> value as parsed) that differ from the run's
+    ``saved`` config, each as ``--flag VALUE (the run's VALUE)``; empty when the command that
+    started the run is simply given again with ``--resume``."""
+    run = TrainConfig.from_saved(saved)
+    conflicts = []
+    for key, value in given.items():
+        value = tuple(value) if isinstance(value, list) else value
+        if value != getattr(run, key):
+            flag = "--" + key.replace("_", "-")
+            conflicts.append(f"{flag} {_shown(value)} (the run's {_shown(getattr(run, key))})")
+    return conflicts
+
+
+def _shown(value) -> str:
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return f"{value[0]}x{value[1]}"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return "none" if value is None or value == "" else str(value)
