@@ -153,6 +153,24 @@ def test_resume_keeps_the_runs_recipe(tmp_path, capsys):
     assert torch.load(out / "last.pth", weights_only=False)["epoch"] == 2
 
 
+def test_modes_that_train_nothing_refuse_training_options(tmp_path, capsys):
+    """--export-only, --holdout-estimate and --report train nothing: a recipe or run option given
+    with them is one line and exit 2 (it used to be silently ignored), before anything is read or written."""
+    models = tmp_path / "m"
+    for mode, extra, said in ((["--export-only", str(tmp_path / "r"), "--name", "x"], ["--lr", "1e-4", "--rare-crop", "0.6"],
+                               "--export-only trains nothing, so these training options would be ignored: --lr, --rare-crop"),
+                              (["--export-only", str(tmp_path / "r"), "--name", "x", "--exposure-target", "100"],
+                               ["--variant", "base", "--epochs", "3"], "ignored: --variant, --epochs:"),
+                              (["--holdout-estimate", str(tmp_path / "r"), "--name", "x"], ["--exposure-target", "100"],
+                               "--holdout-estimate trains nothing, so these training options would be ignored: --exposure-target"),
+                              (["--report", str(tmp_path / "r")], ["--threads", "1"], "ignored: --threads")):
+        capsys.readouterr()
+        assert run_command(["train", *mode, "--models-dir", str(models), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+    assert not models.exists()
+
+
 @pytest.mark.torch
 def test_train_cli_resume_without_run_and_empty_split(tmp_path, capsys):
     pytest.importorskip("torch")

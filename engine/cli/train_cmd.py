@@ -212,6 +212,7 @@ def _shipped_figures(entry: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    _refuse_training_options(args)
     if args.report:
         from ..training.report import format_table, summarise_run
         print(format_table([summarise_run(r) for r in args.report]))
@@ -302,6 +303,26 @@ def run(args: argparse.Namespace) -> int:
                          blend_start=args.blend_start, class_bias=class_bias)
         print(f"installed {entry['name']}: {_shipped_figures(entry)}")
     return 0
+
+
+# Options that only shape or drive a training run; the modes that train nothing would ignore them.
+_TRAINING_OPTIONS = (*RUN_IDENTITY, "out", "epochs", "eval_every", "resume", *RUN_SETTINGS)
+
+
+def _refuse_training_options(args: argparse.Namespace) -> None:
+    """--export-only, --holdout-estimate and --report train nothing: a training option given with
+    them (``--export-only r --lr 1e-4``) would change nothing, so it is one clear error rather
+    than silently ignored. --export-only still takes --exposure-target (the shipped graph's)."""
+    mode = ("--export-only" if args.export_only else "--holdout-estimate" if args.holdout_estimate
+            else "--report" if args.report else None)
+    if mode is None:
+        return
+    kept = ("exposure_target",) if mode == "--export-only" else ()
+    given = ["--" + k.replace("_", "-") for k in _TRAINING_OPTIONS
+             if k not in kept and getattr(args, k, None) not in (None, False)]
+    if given:
+        raise StudioError(f"{mode} trains nothing, so these training options would be ignored: {', '.join(given)}: "
+                          "drop them (a run keeps the recipe it was trained with)")
 
 
 def _check_resume_options(args: argparse.Namespace) -> str | None:
