@@ -7,7 +7,9 @@ the run records which row it was. Flags given next to ``--recipe`` override it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errors import StudioError
 from ..paths import DEFAULT_CAMVID
 
 # Cumulative ablation rows: each adds one change to the previous one.
@@ -33,11 +35,11 @@ RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_pow
                  "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
                  "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp",
-                 "lwf_start")
+                 "lwf_start", "sam_rho")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste, colour cast and drive balance: data.py; anchor: anchor.py;
-# distillation: distill.py; learning without forgetting: lwf.py.
+# distillation: distill.py; learning without forgetting: lwf.py; sharpness-aware steps: sam.py.
 OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("paste", ("paste", "paste_classes")),
                          ("decay_to_start", ("decay_to_start",)),
@@ -45,7 +47,8 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("drive_balance", ("drive_balance",)),
                          ("teacher", ("teacher", "distill_weight", "distill_temp")),
                          ("unlabelled", ("unlabelled", "unlabelled_every")),
-                         ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")))
+                         ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")),
+                         ("sam_rho", ("sam_rho",)))
 
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
 # the run's shape and every recipe setting that is not part of an optional part.
@@ -113,6 +116,7 @@ class TrainConfig:
     lwf_weight: float = 0.0  # > 0: + this x KL(the start's classes || a kept copy of its classifier) (lwf.py)
     lwf_temp: float = 2.0
     lwf_start: str | None = None  # the checkpoint whose classifier LwF keeps (None: --init)
+    sam_rho: float = 0.0  # > 0: sharpness-aware steps within this radius, two passes per step (sam.py)
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric
@@ -134,6 +138,29 @@ class TrainConfig:
         if cfg.photometric is True or cfg.photometric is False:  # configs before the modes
             cfg.photometric = "basic" if cfg.photometric else "none"
         return cfg
+
+
+def resumed_config(saved: dict, epochs_done: int, cfg: TrainConfig, given: dict, new_epochs: int | None,
+                   new_eval_every: int | None) -> TrainConfig:
+    """The config a run goes on with: the recipe from its checkpoint (``saved``, after
+    ``epochs_done`` epochs); only where and how to run (``given``: RUN_SETTINGS), the length
+    and the evaluation interval may change, and the resuming command is recorded."""
+    out = TrainConfig.from_saved(saved, out=cfg.out, command=cfg.command, **given)
+    if not Path(out.data).is_dir():
+        raise StudioError(f"the run's dataset folder {out.data} is not there: pass --data DIR where its frames are now")
+    if new_epochs is not None and new_epochs != out.epochs:
+        if new_epochs <= epochs_done:
+            raise StudioError(f"--epochs {new_epochs}: the run has already done {epochs_done} epochs")
+        changes = list(saved.get("extra", {}).get("epochs_changed", []))
+        changes.append({"at_epoch": epochs_done, "from": out.epochs, "to": new_epochs})
+        out.extra = {**out.extra, "epochs_changed": changes}
+        out.epochs = new_epochs
+    if new_eval_every is not None:
+        out.eval_every = new_eval_every
+    if out.command and saved.get("command"):
+        out.extra = {**saved.get("extra", {}), **out.extra, "resumed_with": out.command}
+        out.command = saved["command"]
+    return out
 
 
 def resume_conflicts(saved: dict, given: dict) -> list[str]:

@@ -38,7 +38,7 @@ from ..fileio import atomic_output, atomic_write_text
 from ..models.exposure import brighten, check_target
 from ..models.topformer import MEAN_RGB, STD_RGB, VARIANTS, create_model
 from . import data as D
-from .config import RUN_SETTINGS, TrainConfig
+from .config import RUN_SETTINGS, TrainConfig, resumed_config
 from .anchor import check_anchor, make_anchor
 from .ema import EMA
 from .pretrained import init_weights
@@ -47,6 +47,7 @@ from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
 from .optim import load_optimizer_state, lr_factor, param_groups, saved_param_names
 from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
 from .lwf import guard_param_groups, make_source_guard
+from .sam import SharpnessStep, check_rho
 from .validation import ValFrames, confusion_torch, validate
 
 __all__ = ["EMA", "StepInfo", "TrainConfig", "confusion_torch", "lr_factor", "param_groups", "train"]
@@ -187,27 +188,10 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         if not last.is_file():
             raise StudioError(f"nothing to resume: {last} does not exist")
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        saved = ckpt["config"]
-        # The recipe comes from the checkpoint; only where/how to run may change.
         given = ({k: getattr(cfg, k) for k in RUN_SETTINGS} if resume_overrides is None
                  else dict(resume_overrides))
-        cfg = TrainConfig.from_saved(saved, out=cfg.out, command=cfg.command, **given)
+        cfg = resumed_config(ckpt["config"], ckpt["epoch"], cfg, given, new_epochs, new_eval_every)
         device_from_run = "device" not in given
-        if not Path(cfg.data).is_dir():
-            raise StudioError(f"the run's dataset folder {cfg.data} is not there: "
-                              "pass --data DIR where its frames are now")
-        if new_epochs is not None and new_epochs != cfg.epochs:
-            if new_epochs <= ckpt["epoch"]:
-                raise StudioError(f"--epochs {new_epochs}: the run has already done {ckpt['epoch']} epochs")
-            changes = list(saved.get("extra", {}).get("epochs_changed", []))
-            changes.append({"at_epoch": ckpt["epoch"], "from": cfg.epochs, "to": new_epochs})
-            cfg.extra = {**cfg.extra, "epochs_changed": changes}
-            cfg.epochs = new_epochs
-        if new_eval_every is not None:
-            cfg.eval_every = new_eval_every
-        if cfg.command and saved.get("command"):
-            cfg.extra = {**saved.get("extra", {}), **cfg.extra, "resumed_with": cfg.command}
-            cfg.command = saved["command"]
     elif last.is_file():
         raise StudioError(f"{out} already holds a run: pass --resume to continue it or choose another --out")
 
@@ -228,6 +212,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     guard = make_source_guard(cfg)  # and a bad --lwf-weight, or one without an official start of other classes
     D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
     check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
+    check_rho(cfg.sam_rho)  # and a negative --sam-rho
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
@@ -274,6 +259,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
         groups += guard_param_groups(guard, cfg.head_lr_mult, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     ema = EMA(model, cfg.ema) if cfg.ema > 0 else None
+    sam = SharpnessStep([p for g in groups for p in g["params"]], cfg.sam_rho) if cfg.sam_rho > 0 else None
     iters_per_epoch = len(D.make_batches(len(images), cfg.batch, np.random.default_rng(0)))
     if iters_per_epoch == 0:
         raise StudioError(f"batch {cfg.batch} is larger than the {len(images)} training images")
@@ -318,24 +304,31 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
             f = lr_factor(it, total_iters, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                feats = model.backbone(x)
-                fused = model.decode_head.fuse(feats)
-                low = model.decode_head.conv_seg(fused)
-                logits = F.interpolate(low, size=y.shape[1:], mode="bilinear", align_corners=False)
-                loss = supervised_loss(criterion, logits, y, cfg.ignore_index)
-                if aux is not None:
-                    loss = loss + cfg.aux_weight * aux_loss(
-                        aux, feats, y, lambda out, lab: supervised_loss(criterion, out, lab, cfg.ignore_index))
-                if guard is not None:
-                    loss = loss + cfg.lwf_weight * guard.loss(fused, x, cfg.lwf_temp)
-                if teacher is not None:
-                    soft = teacher.logits([c[0] for c in crops]).to(device)
-                    loss = loss + cfg.distill_weight * distill_loss(low, soft, cfg.distill_temp)
+            soft = teacher.logits([c[0] for c in crops]).to(device) if teacher is not None else None
+
+            def batch_loss() -> torch.Tensor:  # called twice per step with --sam-rho
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                    feats = model.backbone(x)
+                    fused = model.decode_head.fuse(feats)
+                    low = model.decode_head.conv_seg(fused)
+                    logits = F.interpolate(low, size=y.shape[1:], mode="bilinear", align_corners=False)
+                    loss = supervised_loss(criterion, logits, y, cfg.ignore_index)
+                    if aux is not None:
+                        loss = loss + cfg.aux_weight * aux_loss(
+                            aux, feats, y, lambda out, lab: supervised_loss(criterion, out, lab, cfg.ignore_index))
+                    if guard is not None:
+                        loss = loss + cfg.lwf_weight * guard.loss(fused, x, cfg.lwf_temp)
+                    if soft is not None:
+                        loss = loss + cfg.distill_weight * distill_loss(low, soft, cfg.distill_temp)
+                return loss
+
+            loss = batch_loss()
             if not torch.isfinite(loss):
                 raise StudioError(f"loss became {loss.item()} at iteration {it}: lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if sam is not None:
+                sam.second_pass(batch_loss)
             optimizer.step()
             if anchor is not None:
                 anchor.pull(cfg.lr * f)
