@@ -2,23 +2,14 @@
 weights come back exactly, a run resumes exactly, and the shipped recipe records the part."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
-from engine.cli import run_command
 from fake_camvid import check_recipe_flag
-from part_checks import check_shipped_recipe, rerun_with_a_resume
+from part_checks import check_part_run, part_args
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
-
-
-def _args(data: Path, out: Path, rho: str) -> list[str]:
-    return ["train", "--variant", "tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
-            "--batch", "4", "--crop", "96x128", "--limit", "8", "--val-limit", "2", "--eval-every", "1",
-            "--warmup-iters", "2", "--lr", "1e-3", "--threads", "1", "--no-progress", "--sam-rho", rho]
+_args = part_args("--sam-rho")
 
 
 def test_second_pass_takes_the_gradient_at_the_moved_weights_and_moves_them_back():
@@ -47,19 +38,7 @@ def test_second_pass_takes_the_gradient_at_the_moved_weights_and_moves_them_back
 
 @pytest.mark.shared
 def test_sam_run_resumes_exactly_changes_training_and_is_recorded(camvid, tmp_path, capsys):
-    straight, split, plain = tmp_path / "straight", tmp_path / "split", tmp_path / "plain"
-    assert run_command(_args(camvid, straight, "0.05")) == 0
-    assert json.loads((straight / "config.json").read_text())["sam_rho"] == 0.05
-    a, b = rerun_with_a_resume(straight, split, camvid)
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-
-    # Without the second pass the same run ends with other weights.
-    assert run_command(_args(camvid, plain, "0")) == 0
-    c = torch.load(plain / "last.pth", weights_only=False)
-    assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"] if k.startswith("backbone."))
-
-    check_shipped_recipe(straight, camvid, tmp_path, capsys, "sam_rho", 0.05, "sam-rho 0.05")
+    check_part_run(_args, camvid, tmp_path, capsys, "0.05", "sam_rho", 0.05, "sam-rho 0.05")
 
 
 @pytest.mark.torch

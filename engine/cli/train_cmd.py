@@ -116,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--sam-rho", type=float, default=None, metavar="RHO",
                         help="sharpness-aware minimisation: step with the gradient at the worst point within "
                              "this radius (e.g. 0.05; two passes per step; default 0 = off; engine/training/sam.py)")
+    recipe.add_argument("--mixstyle", type=float, default=None, metavar="P",
+                        help="MixStyle: with this probability per batch, mix the channel statistics of early features "
+                             "between crops (e.g. 0.5; default 0 = off; engine/training/mixstyle.py)")
     recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")
