@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fake_camvid import check_recipe_flag
+from fake_camvid import check_recipe_flag, fake_camvid, quick_train_args
 from part_checks import check_part_run, part_args
 
 torch = pytest.importorskip("torch")
@@ -61,9 +61,17 @@ def test_hooks_act_in_training_only_and_not_at_probability_zero():
     for h in never.handles:
         h.remove()
 
+    stem = StyleMixer(model, 1.0, "stem")
+    assert len(stem.handles) == 1
+    stem_mixed = forward(True)
+    assert not torch.allclose(stem_mixed, plain_train)
+    for h in stem.handles:
+        h.remove()
+
     mixer = StyleMixer(model, 1.0)
     assert len(mixer.handles) == 3
-    assert not torch.allclose(forward(True), plain_train)
+    early_mixed = forward(True)
+    assert not torch.allclose(early_mixed, plain_train) and not torch.allclose(early_mixed, stem_mixed)
     assert torch.equal(forward(False), plain_eval)  # validation and export see the plain network
 
 
@@ -77,3 +85,20 @@ def test_mixstyle_is_recorded_and_a_bad_value_is_one_line(tmp_path, capsys):
     cfg = check_recipe_flag(tmp_path, capsys, "--mixstyle", "0.5", "mixstyle 0.5", {
         "-0.1": f"--mixstyle -0.1: {message}", "1.5": f"--mixstyle 1.5: {message}", "nan": f"--mixstyle nan: {message}"})
     assert cfg["mixstyle"] == 0.5
+
+
+def test_mixstyle_at_the_stem_is_recorded_and_needs_mixstyle_on(tmp_path, capsys):
+    import json
+
+    from engine.cli import run_command
+    from engine.training.report import describe_recipe
+
+    args = quick_train_args(fake_camvid(tmp_path / "camvid", n=2))
+    assert run_command([*args, "--out", str(tmp_path / "r"), "--mixstyle", "0.5", "--mixstyle-at", "stem"]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert cfg["mixstyle_at"] == "stem" and "mixstyle-at stem" in describe_recipe(cfg)
+    capsys.readouterr()
+    assert run_command([*args, "--out", str(tmp_path / "off"), "--mixstyle-at", "stem"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --mixstyle-at stem: MixStyle is off; add --mixstyle P (e.g. 0.5)"]
+    assert not (tmp_path / "off").exists()

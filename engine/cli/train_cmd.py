@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from ..errors import StudioError
-from ..training.config import RECIPE_FIELDS, RECIPES, RUN_IDENTITY, RUN_SETTINGS, TrainConfig, resume_conflicts
+from ..training.config import (MIX_LAYERS, RECIPE_FIELDS, RECIPES, RUN_IDENTITY, RUN_SETTINGS, TrainConfig,
+                               resume_conflicts)
 from . import add_models_dir
 from ..paths import DEFAULT_CAMVID
 
@@ -119,6 +120,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--mixstyle", type=float, default=None, metavar="P",
                         help="MixStyle: with this probability per batch, mix the channel statistics of early features "
                              "between crops (e.g. 0.5; default 0 = off; engine/training/mixstyle.py)")
+    recipe.add_argument("--mixstyle-at", choices=list(MIX_LAYERS), default=None,
+                        help="where MixStyle acts: early = the stem and the 1/4 and 1/8 token layers, "
+                             "stem = the stem alone (default early)")
     recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")

@@ -35,7 +35,7 @@ RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_pow
                  "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
                  "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp",
-                 "lwf_start", "sam_rho", "mixstyle")
+                 "lwf_start", "sam_rho", "mixstyle", "mixstyle_at")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste, colour cast and drive balance: data.py; anchor: anchor.py;
@@ -50,7 +50,7 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("unlabelled", ("unlabelled", "unlabelled_every")),
                          ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")),
                          ("sam_rho", ("sam_rho",)),
-                         ("mixstyle", ("mixstyle",)))
+                         ("mixstyle", ("mixstyle", "mixstyle_at")))
 
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
 # the run's shape and every recipe setting that is not part of an optional part.
@@ -61,6 +61,11 @@ RUN_IDENTITY = ("variant", "batch", "crop", "seed", "init", "holdout_drive", "tr
                 "limit", "val_limit", *RECIPE_FIELDS)
 RECORDED_RECIPE = ("recipe", "batch", "crop", *(k for k in RECIPE_FIELDS if k not in _OPTIONAL),
                    "seed", "device", "amp")
+
+
+# Where --mixstyle-at puts MixStyle's hooks (mixstyle.py): how many of the stem and the first
+# two token layers (1/2, 1/4 and 1/8 of the input); the stem alone holds the least content.
+MIX_LAYERS = {"early": 3, "stem": 1}
 
 
 @dataclass
@@ -120,6 +125,7 @@ class TrainConfig:
     lwf_start: str | None = None  # the checkpoint whose classifier LwF keeps (None: --init)
     sam_rho: float = 0.0  # > 0: sharpness-aware steps within this radius, two passes per step (sam.py)
     mixstyle: float = 0.0  # > 0: per batch, this probability of mixing early feature statistics (mixstyle.py)
+    mixstyle_at: str = "early"  # where: "early" (stem and 1/4, 1/8 token layers) or "stem" alone
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric

@@ -16,15 +16,20 @@ import torch
 from torch import nn
 
 from ..errors import StudioError
+from .config import MIX_LAYERS
 
 ALPHA = 0.1  # Beta(alpha, alpha): most weights near 0 or 1, some in between (the paper's value)
 EPS = 1e-6
 
 
-def check_probability(p: float) -> None:
-    """A bad ``--mixstyle`` fails in one line before any data is loaded."""
+def check_mixstyle(p: float, at: str = "early") -> None:
+    """A bad ``--mixstyle`` or ``--mixstyle-at`` fails in one line before any data is loaded."""
     if not 0 <= p <= 1:
         raise StudioError(f"--mixstyle {p}: must be a probability per batch from 0 (off) to 1, e.g. 0.5")
+    if at not in MIX_LAYERS:
+        raise StudioError(f"--mixstyle-at {at}: must be one of {', '.join(MIX_LAYERS)}")
+    if at != "early" and p == 0:
+        raise StudioError(f"--mixstyle-at {at}: MixStyle is off; add --mixstyle P (e.g. 0.5)")
 
 
 def mix_styles(x: torch.Tensor, weight: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
@@ -40,16 +45,16 @@ def mix_styles(x: torch.Tensor, weight: torch.Tensor, partner: torch.Tensor) -> 
 
 
 class StyleMixer:
-    """Forward hooks on the stem and the first two token layers of a TopFormer's token
-    pyramid (1/2, 1/4 and 1/8 of the input): the shallow features where style lives. They
-    act only while those modules are in training mode; draws come from torch's generator,
-    which the trainer seeds per epoch, so a resumed run mixes the same way."""
+    """Forward hooks on the shallow features of a TopFormer's token pyramid, where style
+    lives (``MIX_LAYERS[at]`` of: the stem, then the first two token layers). They act only
+    while those modules are in training mode; draws come from torch's generator, which the
+    trainer seeds per epoch, so a resumed run mixes the same way."""
 
-    def __init__(self, model: nn.Module, p: float):
+    def __init__(self, model: nn.Module, p: float, at: str = "early"):
         tpm = model.backbone.tpm
         self.p = p
         layers = [tpm.stem] + [getattr(tpm, tpm.layer_names[i]) for i in tpm.out_indices[:2]]
-        self.handles = [m.register_forward_hook(self._hook) for m in layers]
+        self.handles = [m.register_forward_hook(self._hook) for m in layers[:MIX_LAYERS[at]]]
 
     def _hook(self, module: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor | None:
         if not module.training or self.p <= 0 or out.shape[0] < 2 or torch.rand(()) >= self.p:

@@ -47,7 +47,7 @@ from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
 from .optim import load_optimizer_state, lr_factor, param_groups, saved_param_names
 from .distill import add_unlabelled, distill_loss, make_teacher, supervised_loss
 from .lwf import guard_param_groups, make_source_guard
-from .mixstyle import StyleMixer, check_probability
+from .mixstyle import StyleMixer, check_mixstyle
 from .sam import SharpnessStep, check_rho
 from .validation import ValFrames, confusion_torch, validate
 
@@ -214,7 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
     check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
     check_rho(cfg.sam_rho)  # and a negative --sam-rho
-    check_probability(cfg.mixstyle)  # and a --mixstyle outside 0-1
+    check_mixstyle(cfg.mixstyle, cfg.mixstyle_at)  # and a --mixstyle outside 0-1
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
@@ -252,7 +252,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     model = model.to(memory_format=fmt)
     anchor = make_anchor(model, cfg, start_state)
     if cfg.mixstyle > 0:  # hooks on the training model only (validation and export see none)
-        StyleMixer(model, cfg.mixstyle)
+        StyleMixer(model, cfg.mixstyle, cfg.mixstyle_at)
     groups = param_groups(model, cfg)
     aux = make_aux_heads(cfg)
     if aux is not None:
