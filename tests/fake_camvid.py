@@ -31,17 +31,18 @@ def quick_train_args(data: Path) -> list[str]:
             "--eval-every", "1", "--warmup-iters", "1", "--threads", "1", "--no-progress"]
 
 
-def check_recipe_flag(tmp_path: Path, capsys, flag: str, good: str, described: str, bad: dict[str, str]) -> dict:
-    """A run with ``flag good`` is recorded in config.json and worded ``described`` in the recipe
-    table; each bad value (key) fails with its one-line message (value) and writes nothing.
-    Returns the good run's config."""
+def check_recipe_flag(tmp_path: Path, capsys, flag: str, good: str, described: str, bad: dict[str, str],
+                      good_needs: tuple[str, ...] = ()) -> dict:
+    """A run with ``flag good`` (plus ``good_needs``, the flags it depends on) is recorded in
+    config.json and worded ``described`` in the recipe table; each bad value (key), given alone,
+    fails with its one-line message (value) and writes nothing. Returns the good run's config."""
     import json
 
     from engine.cli import run_command
     from engine.training.report import describe_recipe
 
     args = quick_train_args(fake_camvid(tmp_path / "camvid", n=2))
-    assert run_command([*args, "--out", str(tmp_path / "r"), flag, good]) == 0
+    assert run_command([*args, "--out", str(tmp_path / "r"), *good_needs, flag, good]) == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert described in describe_recipe(cfg)
     capsys.readouterr()

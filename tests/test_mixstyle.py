@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fake_camvid import check_recipe_flag, fake_camvid, quick_train_args
+from fake_camvid import check_recipe_flag
 from part_checks import check_part_run, part_args
 
 torch = pytest.importorskip("torch")
@@ -88,17 +88,6 @@ def test_mixstyle_is_recorded_and_a_bad_value_is_one_line(tmp_path, capsys):
 
 
 def test_mixstyle_at_the_stem_is_recorded_and_needs_mixstyle_on(tmp_path, capsys):
-    import json
-
-    from engine.cli import run_command
-    from engine.training.report import describe_recipe
-
-    args = quick_train_args(fake_camvid(tmp_path / "camvid", n=2))
-    assert run_command([*args, "--out", str(tmp_path / "r"), "--mixstyle", "0.5", "--mixstyle-at", "stem"]) == 0
-    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
-    assert cfg["mixstyle_at"] == "stem" and "mixstyle-at stem" in describe_recipe(cfg)
-    capsys.readouterr()
-    assert run_command([*args, "--out", str(tmp_path / "off"), "--mixstyle-at", "stem"]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: --mixstyle-at stem: MixStyle is off; add --mixstyle P (e.g. 0.5)"]
-    assert not (tmp_path / "off").exists()
+    cfg = check_recipe_flag(tmp_path, capsys, "--mixstyle-at", "stem", "mixstyle-at stem", {
+        "stem": "--mixstyle-at stem: MixStyle is off; add --mixstyle P (e.g. 0.5)"}, good_needs=("--mixstyle", "0.5"))
+    assert cfg["mixstyle_at"] == "stem"

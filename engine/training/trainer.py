@@ -214,7 +214,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     D.check_colour_cast(cfg.colour_cast)  # and a cast beyond gains of 0.5-2
     check_anchor(cfg)  # and a negative --decay-to-start, or one without --init
     check_rho(cfg.sam_rho)  # and a negative --sam-rho
-    check_mixstyle(cfg.mixstyle, cfg.mixstyle_at)  # and a --mixstyle outside 0-1
+    check_mixstyle(cfg.mixstyle, cfg.mixstyle_at)  # and a --mixstyle outside 0-1, or --mixstyle-at without it
     exposure = check_target(cfg.exposure_target)  # and a bad target; the shipped graph does the same to frames
 
     train_samples, val_samples, train_frames = select_data(cfg)
