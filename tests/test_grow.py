@@ -1,8 +1,10 @@
 """Growing a Tiny into a Small or Base, or a Small into a Base (engine/training/grow.py): the grown network computes
-the Tiny's function, its copied channels still learn apart, and ``train --init`` uses it."""
+the Tiny's function, its copied channels stay near-copies under AdamW unless ``--grow-noise`` sets them apart,
+and ``train --init`` uses it."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -65,20 +67,69 @@ def test_growing_via_the_small_is_the_two_steps_and_another_layout_than_growing_
         assert float((base(x) - ref).abs().max()) < 1e-4 * float(ref.abs().max()) + 1e-5
 
 
-def test_copies_learn_apart():
-    """Copies of one channel get different gradients (random shares), so training uses the width."""
+def _copies_steps(noise: float, steps: int = 5) -> list[float]:
+    """How far apart the steps of each live copy pair of a grown Small's layer-4 hidden channels
+    are after a few optimiser steps: |step_i - step_j| / |step_i|."""
     tiny = _trained_looking_tiny(1)
+    layout = grow_state(tiny.state_dict(), "tiny", "small", 11)["backbone.tpm.layer4.conv.0.c.weight"]
+    pairs = [(i, j) for i in range(48, 72) for j in range(48) if torch.equal(layout[i], layout[j])]
     grown = create_model("small", 11)
-    grown.load_state_dict(grow_state(tiny.state_dict(), "tiny", "small", 11))
-    grown.eval()
-    x = torch.randn(1, 3, 160, 192)
-    grown(x).square().mean().backward()
-    grad = grown.backbone.tpm.layer4.conv[0].c.weight.grad  # 48 -> 72 hidden: 24 copies
-    weight = grown.backbone.tpm.layer4.conv[0].c.weight.detach()
-    copies = [(i, j) for i in range(48, 72) for j in range(48) if torch.equal(weight[i], weight[j])]
-    live = [(i, j) for i, j in copies if float(grad[j].abs().sum()) > 0]  # (random BNs leave some dead)
+    grown.load_state_dict(grow_state(tiny.state_dict(), "tiny", "small", 11, noise=noise))
+    grown.eval()  # BatchNorm as --freeze-bn keeps it
+    weight = grown.backbone.tpm.layer4.conv[0].c.weight
+    start = weight.detach().clone()
+    opt = torch.optim.AdamW(grown.parameters(), lr=1e-3, weight_decay=0.01)
+    gen, live = torch.Generator().manual_seed(0), pairs
+    for _ in range(steps):
+        opt.zero_grad()
+        grown(torch.randn(1, 3, 160, 192, generator=gen)).square().mean().backward()
+        live = [(i, j) for i, j in live if float(weight.grad[j].abs().sum()) > 0]  # (random BNs leave some dead)
+        opt.step()
     assert live, "hidden channels 48.. should start as copies of live channels"
-    assert all(not torch.allclose(grad[i], grad[j], rtol=1e-2, atol=0) for i, j in live)
+    step = (weight.detach() - start).flatten(1)
+    return [float((step[i] - step[j]).norm() / step[i].norm()) for i, j in live]
+
+
+def test_copies_take_nearly_the_same_adamw_steps_unless_grow_noise_sets_them_apart():
+    """Copies see the same input, so their outgoing weights take the same steps, and AdamW takes
+    the share's scale out of their incoming gradients: the copies' steps differ by a few per cent
+    and the extra width stays mostly unused (measured on real runs too: grow.py's doc).
+    --grow-noise starts the copies apart, and their steps differ many times more."""
+    plain, jittered = statistics.median(_copies_steps(0.0)), statistics.median(_copies_steps(0.1))
+    assert plain < 0.06 and jittered > 5 * plain
+
+
+def test_grow_noise_keeps_the_layout_and_jitters_only_copied_channels():
+    state = _trained_looking_tiny(3).state_dict()
+    plain = grow_state(state, "tiny", "small", 11)
+    noisy = grow_state(state, "tiny", "small", 11, noise=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(noisy.values(), grow_state(state, "tiny", "small", 11, noise=0.1).values()))
+    for key in ("backbone.tpm.stem.0.c.weight", "decode_head.conv_seg.weight"):  # no channel copied: untouched
+        assert torch.equal(plain[key], noisy[key])
+    key = "backbone.tpm.layer4.conv.0.c.weight"  # 48 -> 72 hidden channels, 24 of them copies
+    changed = [i for i in range(72) if not torch.equal(plain[key][i], noisy[key][i])]
+    assert 24 <= len(changed) < 72  # the copies and their originals; channels without a copy stay
+    ratio = (noisy[key][changed] / plain[key][changed]).flatten()
+    assert 0.05 < float(ratio.std()) < 0.15 and abs(float(ratio.mean()) - 1) < 0.05
+    assert all(torch.equal(plain[k], noisy[k]) for k in plain if not k.endswith("weight") or plain[k].ndim != 4)
+
+
+def test_grow_noise_is_recorded_and_refused_without_a_grown_start(tmp_path, capsys):
+    from fake_camvid import check_recipe_flag
+
+    tiny = tmp_path / "tiny.pth"
+    torch.save({"model": _trained_looking_tiny(4).state_dict()}, tiny)
+    cfg = check_recipe_flag(tmp_path, capsys, "--grow-noise", "0.1", "grow-noise 0.1", {
+        "0.1": "--grow-noise: the run starts from scratch; it acts on an --init that is grown "
+               "(a Tiny into a Small or Base)",
+        "-0.1": "--grow-noise must be between 0 and 0.5 (e.g. 0.1), not -0.1",
+        "nan": "--grow-noise must be between 0 and 0.5 (e.g. 0.1), not nan"},
+        good_needs=("--variant", "small", "--freeze-bn", "--init", str(tiny)))
+    assert cfg["grow_noise"] == 0.1 and "copies jittered x0.1" in cfg["extra"]["init_from"]
+    from fake_camvid import fake_camvid, quick_train_args
+    args = quick_train_args(fake_camvid(tmp_path / "camvid2", n=2))
+    assert run_command([*args, "--out", str(tmp_path / "same"), "--init", str(tiny), "--grow-noise", "0.1"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --grow-noise: {tiny} is already a TopFormer-tiny; nothing is grown"
 
 
 def test_shares_of_copies_add_up_to_one():

@@ -123,6 +123,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--mixstyle-at", choices=list(MIX_LAYERS), default=None,
                         help="where MixStyle acts: early = the stem and the 1/4 and 1/8 token layers, "
                              "stem = the stem alone (default early)")
+    recipe.add_argument("--grow-noise", type=float, default=None, metavar="S",
+                        help="an --init grown into a wider variant: multiply its copied channels' weights by "
+                             "1 + S x N(0, 1) so that they learn apart (e.g. 0.1; default 0; engine/training/grow.py)")
     recipe.add_argument("--ema", type=float, default=None, help="EMA decay per iteration (0 = off; default 0.999)")
     recipe.add_argument("--eval-every", type=int, default=None,
                         help="validate every N epochs (default 5; may be changed on --resume)")

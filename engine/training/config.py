@@ -35,7 +35,7 @@ RECIPE_FIELDS = ("lr", "head_lr_mult", "weight_decay", "warmup_iters", "poly_pow
                  "photometric", "loss", "ohem_thresh", "ohem_min_kept", "class_weight", "label_smoothing", "exposure_target",
                  "lovasz_weight", "lovasz_stride", "aux_weight", "drop_path", "ema", "decay_to_start", "freeze_bn",
                  "teacher", "distill_weight", "distill_temp", "unlabelled", "unlabelled_every", "lwf_weight", "lwf_temp",
-                 "lwf_start", "sam_rho", "mixstyle", "mixstyle_at")
+                 "lwf_start", "sam_rho", "mixstyle", "mixstyle_at", "grow_noise")
 
 # Recorded only for runs that used them: (the setting that switches the part on, the settings
 # recorded). Lovasz term: losses.py; copy-paste, colour cast and drive balance: data.py; anchor: anchor.py;
@@ -50,7 +50,8 @@ OPTIONAL_RECIPE_PARTS = (("lovasz_weight", ("lovasz_weight", "lovasz_stride")),
                          ("unlabelled", ("unlabelled", "unlabelled_every")),
                          ("lwf_weight", ("lwf_weight", "lwf_temp", "lwf_start")),
                          ("sam_rho", ("sam_rho",)),
-                         ("mixstyle", ("mixstyle", "mixstyle_at")))
+                         ("mixstyle", ("mixstyle", "mixstyle_at")),
+                         ("grow_noise", ("grow_noise",)))
 
 # Recorded in every shipped model's manifest entry (``training.recipe``, engine/training/ship.py):
 # the run's shape and every recipe setting that is not part of an optional part.
@@ -126,6 +127,7 @@ class TrainConfig:
     sam_rho: float = 0.0  # > 0: sharpness-aware steps within this radius, two passes per step (sam.py)
     mixstyle: float = 0.0  # > 0: per batch, this probability of mixing early feature statistics (mixstyle.py)
     mixstyle_at: str = "early"  # where: "early" (stem and 1/4, 1/8 token layers) or "stem" alone
+    grow_noise: float = 0.0  # > 0: a grown start's copied channels jittered apart by this much (grow.py)
     limit: int | None = None  # use only the first N training images (tests)
     val_limit: int | None = None  # validate on only the first N frames of each validation set
     holdout_drive: str | None = None  # train without this drive; it is the selection metric

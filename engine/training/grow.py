@@ -7,14 +7,22 @@ gives the bigger network the Tiny's ADE20K features to start from:
 
 * every wider tensor's channels are copies of the Tiny's (first the originals, then random
   repeats); whoever sums over a widened input divides each original's weight among its copies
-  with random positive shares, so the output is unchanged and the copies still learn apart;
+  with random positive shares, so the output is unchanged (how far copies then learn apart: below);
 * extra attention heads copy whole heads (query/key/value), with the value shares as above;
 * the extra 1/32 layer of Small/Base is a residual block whose output BatchNorm starts at 0,
   i.e. the identity; its other weights are layer 9's, so its BatchNorm statistics are sane;
 * Tiny's depthwise head fuse becomes the dense fuse of Small/Base (a diagonal matrix).
 
 In eval mode (and with ``--freeze-bn``) the grown model's logits equal the Tiny's to float
-precision (``tests/test_grow.py``); training then uses the extra width.
+precision (``tests/test_grow.py``).
+
+The random shares alone set the copies apart only a little under AdamW: copies see the same
+input, so their outgoing weights take the same steps, and AdamW takes the shares' scale out of
+their incoming gradients. Measured on a 30-epoch Small stage: 90 % of the copy pairs of the
+widened convs still have cosine > 0.999 at the end (mean 0.9961). ``noise``
+(``train --grow-noise``) multiplies every weight of a copied channel by 1 + noise x N(0, 1),
+drawn from a stream of its own so that the layout (which channel copies which) is the same
+as without it; the function then changes a little (0.1: 96.5 % of pixels keep their label).
 """
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from ..models.topformer import VARIANTS, TopFormerConfig, create_model
 
 GROWABLE = {("tiny", "small"), ("tiny", "base"), ("small", "base")}
 _BN = ("weight", "bias", "running_mean", "running_var")
+NOISE_SEED = 1234  # the copies' jitter draws from its own stream; the widening's seed stays apart
 
 
 @dataclass(frozen=True)
@@ -80,15 +89,24 @@ def concat(parts: list[tuple[Widening, int]]) -> Widening:
 class _Grower:
     """Copies one tensor group at a time from the Tiny's state into the wider one."""
 
-    def __init__(self, src: dict, dst: dict):
-        self.src, self.dst = src, dst
+    def __init__(self, src: dict, dst: dict, noise: float = 0.0, noise_gen: torch.Generator | None = None):
+        self.src, self.dst, self.noise = src, dst, noise
+        self.noise_gen = noise_gen or torch.Generator().manual_seed(NOISE_SEED)
 
     def conv(self, key: str, out: Widening, inp: Widening | None) -> None:
         """``inp=None``: a depthwise conv (one input per output channel)."""
         w = self.src[key].index_select(0, out.index)
         if inp is not None:
             w = w.index_select(1, inp.index) * inp.share.view(1, -1, 1, 1)
+        if self.noise > 0:
+            w = self.jitter_copies(w, out)
         self.put(key, w)
+
+    def jitter_copies(self, w: torch.Tensor, out: Widening) -> torch.Tensor:
+        """Each weight of an output channel that has a copy, times 1 + noise x N(0, 1)."""
+        eps = torch.randn(w.shape, generator=self.noise_gen)  # drawn for every conv: a fixed sequence
+        copied = torch.bincount(out.index)[out.index] > 1
+        return torch.where(copied.view(-1, 1, 1, 1), w * (1 + self.noise * eps), w)
 
     def bn(self, prefix: str, out: Widening) -> None:
         for name in _BN:
@@ -134,7 +152,8 @@ def _identity_layer(g: _Grower, like: int, number: int, stream: Widening, gen: t
     src_p, p = f"backbone.tpm.layer{like}.conv", f"backbone.tpm.layer{number}.conv"
     hidden_old = g.src[f"{src_p}.0.c.weight"].shape[0]
     hidden = widening(hidden_old, g.dst[f"{p}.0.c.weight"].shape[0], gen)
-    alias = _Grower({k.replace(src_p, p): v for k, v in g.src.items() if k.startswith(src_p)}, g.dst)
+    alias = _Grower({k.replace(src_p, p): v for k, v in g.src.items() if k.startswith(src_p)}, g.dst,
+                    g.noise, g.noise_gen)
     alias.conv_bn(f"{p}.0", hidden, stream)
     k_new, k_old = g.dst[f"{p}.2.c.weight"].shape[-1], g.src[f"{src_p}.2.c.weight"].shape[-1]
     crop = (k_old - k_new) // 2
@@ -166,22 +185,23 @@ def _grow_transformer(g: _Grower, src: TopFormerConfig, dst: TopFormerConfig, di
 
 
 def grow_state(state: dict, source: str, target: str, num_classes: int, seed: int = 0,
-               via: str | None = None) -> dict:
+               via: str | None = None, noise: float = 0.0) -> dict:
     """A ``target`` state_dict computing what the ``source`` state computes (see module doc).
 
     ``via``: grow into that variant first. A Base grown from a Small that was itself grown from
     a Tiny has the channel layout of Tiny -> Small -> Base, not of Tiny -> Base, so a Tiny state
     that must line up with it channel by channel (the LwF classifier, the blend start) takes the
-    same two seeded steps."""
+    same two seeded steps. ``noise``: the copies' jitter (module doc), at each step."""
     if via is not None and via not in (source, target):
-        return grow_state(grow_state(state, source, via, num_classes, seed), via, target, num_classes, seed)
+        return grow_state(grow_state(state, source, via, num_classes, seed, noise=noise), via, target, num_classes,
+                          seed, noise=noise)
     if (source, target) not in GROWABLE:
         raise StudioError(f"cannot grow a TopFormer-{source} into a {target}; growable: "
                           + ", ".join(f"{a} -> {b}" for a, b in sorted(GROWABLE)))
     src, dst = VARIANTS[source], VARIANTS[target]
     gen = torch.Generator().manual_seed(seed)
     out = create_model(target, num_classes).state_dict()
-    g = _Grower(state, out)
+    g = _Grower(state, out, noise)
     layer_outs = _grow_pyramid(g, src, dst, gen)
     tokens = [layer_outs[i] for i in dst.embed_out_indices]
     dim = concat(list(zip(tokens, src.channels)))

@@ -59,7 +59,8 @@ def mapped_classifier(weight: torch.Tensor, bias: torch.Tensor, source: str, tar
     return weight[rows].clone(), bias[rows].clone()
 
 
-def official_init(path, variant: str, target: str = "camvid", via: str | None = None) -> tuple[dict, str]:
+def official_init(path, variant: str, target: str = "camvid", via: str | None = None,
+                  noise: float = 0.0) -> tuple[dict, str]:
     """Weights for a ``variant`` model of ``target``'s classes from an official mmseg checkpoint
     (grown through ``via`` when the run's own start was grown that way, ``grow.grow_state``).
 
@@ -77,20 +78,24 @@ def official_init(path, variant: str, target: str = "camvid", via: str | None = 
         state = dict(state)
         state[SEG_WEIGHT], state[SEG_BIAS] = mapped_classifier(state[SEG_WEIGHT], state[SEG_BIAS], source, target)
         how = f"{source} TopFormer-{found} ({path}); classifier rows mapped {source} -> {target}"
-    return matched_variant(state, found, variant, target_classes, path, how, via)
+    return matched_variant(state, found, variant, target_classes, path, how, via, noise)
 
 
 def matched_variant(state: dict, found: str, variant: str, num_classes: int, path, how: str,
-                    via: str | None = None) -> tuple[dict, str]:
-    """``state`` as a ``variant`` model: as is, or grown from a Tiny or Small (``grow.grow_state``)."""
+                    via: str | None = None, noise: float = 0.0) -> tuple[dict, str]:
+    """``state`` as a ``variant`` model: as is, or grown from a Tiny or Small (``grow.grow_state``;
+    ``noise``: its copies jittered apart)."""
     if found == variant:
+        if noise:
+            raise StudioError(f"--grow-noise: {path} is already a TopFormer-{variant}; nothing is grown")
         return state, how
     if (found, variant) not in GROWABLE:
         raise StudioError(f"--init: {path} is a TopFormer-{found}, not {variant}, and cannot be grown into one")
     via = via if via not in (found, variant) else None
-    grown = grow_state(state, found, variant, num_classes, via=via)
+    grown = grow_state(state, found, variant, num_classes, via=via, noise=noise)
     steps = f"{found} -> {via} -> {variant}" if via else f"{found} -> {variant}"
-    return grown, f"{how}; grown {steps} (function-preserving widening)"
+    kind = f"widening, copies jittered x{noise:g}" if noise else "function-preserving widening"
+    return grown, f"{how}; grown {steps} ({kind})"
 
 
 def note_growth(cfg: TrainConfig, found: str) -> None:
@@ -98,6 +103,15 @@ def note_growth(cfg: TrainConfig, found: str) -> None:
     up with this run channel by channel (LwF's classifier, the blend start) then grows the same way."""
     if found not in ("tiny", cfg.variant):
         cfg.grow_via = found
+
+
+def check_grow_noise(cfg: TrainConfig) -> None:
+    """--grow-noise acts on a start that is grown; a run from scratch has none (one line, exit 2)."""
+    if not 0.0 <= cfg.grow_noise <= 0.5:
+        raise StudioError(f"--grow-noise must be between 0 and 0.5 (e.g. 0.1), not {cfg.grow_noise:g}")
+    if cfg.grow_noise and not cfg.init:
+        raise StudioError("--grow-noise: the run starts from scratch; it acts on an --init that is grown "
+                          "(a Tiny into a Small or Base)")
 
 
 def is_onnx(path: str | Path) -> bool:
@@ -120,7 +134,7 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
             raise StudioError(f"--init: {path} predicts {num_classes} classes, this run {cfg.num_classes}")
         note_growth(cfg, found)
         state, how = matched_variant(state, found, cfg.variant, num_classes, path,
-                                     f"the weights of {path} (ONNX, BatchNorm folded)", cfg.grow_via)
+                                     f"the weights of {path} (ONNX, BatchNorm folded)", cfg.grow_via, cfg.grow_noise)
         cfg.extra["init_from"] = how
         return state
     if not path.is_file():
@@ -130,7 +144,8 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     except Exception:  # noqa: BLE001 - this project's run checkpoints also hold RNG states and configs
         ckpt = None
     if isinstance(ckpt, dict) and "meta" in ckpt and "state_dict" in ckpt:
-        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid", cfg.grow_via)
+        state, how = official_init(path, cfg.variant, dataset_with_classes(cfg.num_classes) or "camvid", cfg.grow_via,
+                                   cfg.grow_noise)
         cfg.extra["init_from"] = how
         return state
     if ckpt is None:
@@ -147,7 +162,8 @@ def init_weights(path: Path, cfg: TrainConfig) -> dict:
     if num_classes != cfg.num_classes:
         raise StudioError(f"--init: {path} predicts {num_classes} classes, this run {cfg.num_classes}")
     note_growth(cfg, found)
-    state, how = matched_variant(state, found, cfg.variant, num_classes, path, f"the weights of {path}", cfg.grow_via)
+    state, how = matched_variant(state, found, cfg.variant, num_classes, path, f"the weights of {path}", cfg.grow_via,
+                                 cfg.grow_noise)
     if found != cfg.variant:
         cfg.extra["init_from"] = how
     return state

@@ -41,7 +41,7 @@ from . import data as D
 from .config import RUN_SETTINGS, TrainConfig, resumed_config
 from .anchor import check_anchor, make_anchor
 from .ema import EMA
-from .pretrained import init_weights
+from .pretrained import check_grow_noise, init_weights
 from .losses import build_criterion
 from .aux_heads import aux_loss, aux_param_groups, make_aux_heads
 from .optim import load_optimizer_state, lr_factor, param_groups, saved_param_names
@@ -206,6 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, on_step: OnStep | None = None,
     device = torch.device(cfg.device)
     D.photometric_mode(cfg.photometric)  # a bad mode fails before the data is loaded
     make_aux_heads(cfg)  # so does a negative --aux-weight
+    check_grow_noise(cfg)  # a bad --grow-noise or one without --init (a start not grown: init_weights)
     # The start first: a Small grown into this Base sets cfg.grow_via, which the LwF guard follows.
     # On resume it is computed again only when the anchor pulls towards it.
     start_state = (init_weights(Path(cfg.init), cfg)
