@@ -115,7 +115,7 @@ def test_grow_noise_keeps_the_layout_and_jitters_only_copied_channels():
 
 
 def test_grow_noise_is_recorded_and_refused_without_a_grown_start(tmp_path, capsys):
-    from fake_camvid import check_recipe_flag
+    from fake_camvid import check_recipe_flag, fake_camvid, quick_train_args
 
     tiny = tmp_path / "tiny.pth"
     torch.save({"model": _trained_looking_tiny(4).state_dict()}, tiny)
@@ -126,10 +126,10 @@ def test_grow_noise_is_recorded_and_refused_without_a_grown_start(tmp_path, caps
         "nan": "--grow-noise must be between 0 and 0.5 (e.g. 0.1), not nan"},
         good_needs=("--variant", "small", "--freeze-bn", "--init", str(tiny)))
     assert cfg["grow_noise"] == 0.1 and "copies jittered x0.1" in cfg["extra"]["init_from"]
-    from fake_camvid import fake_camvid, quick_train_args
     args = quick_train_args(fake_camvid(tmp_path / "camvid2", n=2))
     assert run_command([*args, "--out", str(tmp_path / "same"), "--init", str(tiny), "--grow-noise", "0.1"]) == 2
     assert capsys.readouterr().err.strip() == f"error: --grow-noise: {tiny} is already a TopFormer-tiny; nothing is grown"
+    assert not (tmp_path / "same").exists()
 
 
 def test_shares_of_copies_add_up_to_one():
