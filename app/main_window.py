@@ -28,7 +28,7 @@ from .playback.scene_fit import SceneFitMonitor
 from .settings_store import SettingsStore
 from .panels.source_panel import camera_tooltip
 from .measure.stats import LatencyMeter
-from .window.window_layout import WindowLayout
+from .window.window_layout import VIDEO_MARGINS, WindowLayout
 from .playback.worker import FrameResult, InferenceWorker
 
 PANEL_REFRESH_S = 0.25
@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.source_panel, self.model_panel, self.display_panel = ui.source_panel, ui.model_panel, ui.display_panel
         self.legend, self.capture_panel, self.side_scroll = ui.legend, ui.capture_panel, ui.side_scroll
         self.splitter, self.side_width, self.hover_label = ui.splitter, ui.side_width, ui.hover_label
+        self.video_layout = ui.video_layout
         self.setWindowTitle("TopFormer Studio")
         self.setAcceptDrops(True)
         self.setCentralWidget(self.splitter)
@@ -276,6 +277,7 @@ class MainWindow(QMainWindow):
         self.side_scroll.setVisible(not on)
         self.menuBar().setVisible(not on)
         self.statusBar().setVisible(not on)
+        self.video_layout.setContentsMargins(*((0, 0, 0, 0) if on else VIDEO_MARGINS))  # edge to edge
         if on:
             self._legend_before_fullscreen = self.menus.legend_overlay.isChecked()
         self.menus.legend_overlay.setChecked(True if on else self._legend_before_fullscreen)

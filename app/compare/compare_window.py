@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QLineEdit,
                                QMainWindow, QPushButton, QSizePolicy, QSplitter, QStackedWidget, QVBoxLayout, QWidget)
 
@@ -93,9 +93,9 @@ class CompareWindow(QMainWindow):
         self.grid = QGridLayout(self.grid_page)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(4)
-        for i in range(2):  # equal cells, whatever each widget would like
-            self.grid.setColumnStretch(i, 1)
-            self.grid.setRowStretch(i, 1)
+        self.grid_page.installEventFilter(self)  # its resizes re-arrange two panes (_arrange_panes)
+        self._aspect = 16 / 9  # the source's width / height, once it is open
+        self._columns = 0  # how many grid columns the panes use now (0: not placed yet)
         self.swipe_page = QWidget(self)
         self._swipe_page_layout = QVBoxLayout(self.swipe_page)
         self._swipe_page_layout.setContentsMargins(0, 0, 0, 0)
@@ -160,11 +160,11 @@ class CompareWindow(QMainWindow):
             self.grid.removeWidget(view)
             view.deleteLater()
         self.pane_views = [PaneView(s.label, self.grid_page) for s in specs]
-        for i, view in enumerate(self.pane_views):
-            row, col = (i // 2, i % 2) if len(specs) > 2 else (i, 0)
-            self.grid.addWidget(view, row, col)
-            if errors[i]:
-                view.set_error(errors[i])
+        for view, error in zip(self.pane_views, errors):
+            if error:
+                view.set_error(error)
+        self._columns = 0
+        self._arrange_panes()
         self._place_swipe()
         self.spec_edit.setText(",".join(f"{s.model}:{s.scale}" for s in specs))
         for combo, default in ((self.swipe_left, 0), (self.swipe_right, 1)):
@@ -208,6 +208,9 @@ class CompareWindow(QMainWindow):
     def _on_source_opened(self, info) -> None:
         self.banner.clear("source")
         self.status.setText(f"{info.description}")
+        if info.width > 0 and info.height > 0:
+            self._aspect = info.width / info.height
+            self._arrange_panes()
 
     def _on_pane_failed(self, index: int, message: str) -> None:
         if 0 <= index < len(self.pane_views):
@@ -238,6 +241,24 @@ class CompareWindow(QMainWindow):
                             f"all panes {compare_set.set_ms:.0f} ms/frame · {compare_set.sets_fps:.1f} sets/s")
         self._update_render_size()
         self.set_shown.emit(compare_set)
+
+    def _arrange_panes(self) -> None:
+        """Lay the panes out in the grid: 3 or 4 in two columns; 2 stacked or side by side,
+        whichever shows the source's pictures larger in the area there is (an empty column
+        gets no width)."""
+        columns = 2 if len(self.pane_views) > 2 else pane_columns(
+            self.grid_page.width(), self.grid_page.height(), self._aspect)
+        if columns == self._columns:
+            return
+        self._columns = columns
+        for view in self.pane_views:
+            self.grid.removeWidget(view)
+        for i, view in enumerate(self.pane_views):
+            self.grid.addWidget(view, i // columns, i % columns)
+        rows = -(-len(self.pane_views) // columns)
+        for i in range(2):  # equal cells in use, whatever each widget would like; none for an empty one
+            self.grid.setColumnStretch(i, int(i < columns))
+            self.grid.setRowStretch(i, int(i < rows))
 
     def _place_swipe(self) -> None:
         """The swipe view fills the grid's free cell (3 panes), or the whole area when Swipe is on."""
@@ -303,6 +324,11 @@ class CompareWindow(QMainWindow):
         super().resizeEvent(event)
         self._update_render_size()
 
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.grid_page and event.type() == QEvent.Type.Resize:
+            self._arrange_panes()
+        return super().eventFilter(watched, event)
+
     # -- shutting down --------------------------------------------------------------------------------------
     def _stop_worker(self) -> None:
         """Ask the worker to stop without waiting on the UI thread; closeEvent joins it."""
@@ -323,6 +349,16 @@ class CompareWindow(QMainWindow):
             worker.stop()
         self._old_workers.clear()
         super().closeEvent(event)
+
+
+def pane_columns(width: int, height: int, aspect: float) -> int:
+    """Columns for two panes in a ``width`` x ``height`` area: 1 (stacked) unless two pictures of
+    ``aspect`` (width / height) side by side would be shown larger."""
+    if width <= 0 or height <= 0:
+        return 1
+    stacked = min(width / aspect, height / 2)  # the picture height each arrangement allows
+    side_by_side = min(width / 2 / aspect, height)
+    return 2 if side_by_side > stacked else 1
 
 
 def open_compare(parent: QWidget | None, source=None, models_dir: Path | str | None = None,

@@ -90,6 +90,12 @@ class KioskController(QObject):
         w.menus.leave_fullscreen.setEnabled(False)
         w.menus.fullscreen.setChecked(True)
         w.menus.fullscreen.setEnabled(False)
+        # The badge and the legend above replace what the desktop view paints on the picture in
+        # full screen (its stats box and small legend): one of each on screen. Not saved: the
+        # desktop app keeps its own display settings.
+        w.menus.legend_overlay.setChecked(False)
+        w.menus.legend_overlay.setEnabled(False)
+        w.view.show_stats = False
         w.worker.set_loop(True)
         w.source_panel.set_loop(True)
         self._place_overlays()

@@ -19,6 +19,9 @@ from ..panels.source_panel import SourcePanel
 from ..panels.video_view import QtVideoView
 
 
+VIDEO_MARGINS = (6, 6, 6, 6)  # around the video in a window; none in full screen (MainWindow.set_fullscreen)
+
+
 class WindowLayout:
     def __init__(self):
         self.view = QtVideoView()
@@ -28,10 +31,10 @@ class WindowLayout:
         self.stack.addWidget(self.view)
         self.banner = BannerStack()
         video_area = QWidget()
-        video_layout = QVBoxLayout(video_area)
-        video_layout.setContentsMargins(6, 6, 6, 6)
-        video_layout.addWidget(self.banner)
-        video_layout.addWidget(self.stack, 1)
+        self.video_layout = QVBoxLayout(video_area)
+        self.video_layout.setContentsMargins(*VIDEO_MARGINS)
+        self.video_layout.addWidget(self.banner)
+        self.video_layout.addWidget(self.stack, 1)
 
         self.source_panel = SourcePanel()
         self.model_panel = ModelPanel()

@@ -91,14 +91,19 @@ def test_fullscreen_shows_the_legend_on_the_video_and_l_toggles_it(qtbot, make_w
     window = make_window(MODELS_DIR, source=str(videos / "dashcam-highway-960x540.mp4"), model="camvid-tiny", scale="half")
     wait_result(qtbot, window, lambda r: r.labels is not None)
     assert not window.view.show_legend
+    margins = window.video_layout.contentsMargins()
+    assert (margins.left(), margins.top()) == (6, 6)
     window.fullscreen_action.setChecked(True)
     assert window.view.show_legend and not window.side_scroll.isVisible()
+    margins = window.video_layout.contentsMargins()  # the video edge to edge
+    assert (margins.left(), margins.top(), margins.right(), margins.bottom()) == (0, 0, 0, 0)
     qtbot.waitUntil(lambda: bool(window.view.legend_names()), timeout=10000)
     assert "road" in window.view.legend_names()
     qtbot.keyClick(window, Qt.Key.Key_L)
     assert not window.view.show_legend
     window.fullscreen_action.setChecked(False)
     assert window.side_scroll.isVisible() and not window.view.show_legend
+    assert window.video_layout.contentsMargins().left() == 6
 
 
 @pytest.mark.shared

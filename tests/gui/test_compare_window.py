@@ -203,3 +203,23 @@ def test_a_camera_is_handed_to_the_compare_view_and_taken_back(qtbot, make_windo
     compare.close()
     qtbot.waitUntil(lambda: window.worker.current_source() is not None, timeout=10000)  # taken back
     assert window.playing
+
+
+def test_two_panes_fill_the_area_stacked_or_side_by_side(qtbot, make_compare, videos):
+    from app.compare.compare_window import pane_columns
+
+    assert pane_columns(1000, 820, 16 / 9) == 1  # a landscape picture shows larger stacked here
+    assert pane_columns(2000, 500, 16 / 9) == 2  # and side by side in a wide, low area
+    assert pane_columns(900, 900, 0.75) == 2  # portrait footage: side by side
+    window, sets = make_compare("tiny:half,tiny:full", videos / INDOOR)
+    qtbot.waitUntil(lambda: len(sets) >= 1, timeout=60000)
+    page, (top, bottom) = window.grid_page, window.pane_views
+    # stacked, each pane takes the whole width: no empty column beside them
+    assert top.width() > 0.95 * page.width() and bottom.y() > top.y() and bottom.x() == top.x()
+    window.resize(2400, 600)
+    qtbot.waitUntil(lambda: top.width() < 0.55 * page.width(), timeout=5000)
+    assert top.y() == bottom.y() and bottom.x() > top.x() and top.height() > 0.9 * page.height()
+    window._apply_panes("tiny:half,tiny:full,small:half,base:half")  # four: two columns, all used
+    a, b, c, d = window.pane_views
+    qtbot.waitUntil(lambda: b.x() > a.x() and c.y() > a.y(), timeout=5000)
+    assert a.width() + b.width() > 0.95 * page.width()

@@ -110,6 +110,11 @@ def test_kiosk_window_plays_full_screen_with_legend_and_fps(make_kiosk, qtbot, v
     qtbot.waitUntil(lambda: "fps" in kiosk.badge.text() and kiosk.legend.rowCount() > 0, timeout=30000)
     assert "camvid-tiny" in kiosk.badge.text() and kiosk.badge.isVisible() and kiosk.legend.isVisible()
     assert set(kiosk.legend.names()) & {"road", "sky", "building", "tree", "car"}
+    # one FPS readout and one legend: the view paints neither its stats box nor its own legend
+    assert not window.view.show_stats and not window.view.show_legend
+    qtbot.keyClick(window, Qt.Key.Key_L)  # the desktop's legend toggle stays off here
+    assert not window.view.show_legend
+    assert window.settings.show_stats  # the desktop app's own setting is left as it was
     assert window.source_panel.loop_check.isChecked()
     qtbot.keyClick(window, Qt.Key.Key_F)  # the window's own full-screen toggle is off in the kiosk
     assert window.isFullScreen()
