@@ -248,3 +248,28 @@ def test_models_list_says_how_each_model_does_on_a_drive_it_never_saw(shipped_mo
     rows = {line.split()[0]: line for line in listing.stdout.splitlines()[1:]}
     assert rows["camvid-tiny"].endswith(f"0006R0+0001TP+0016E5 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (est.)")
     assert rows["camvid-tiny-int8"].endswith(f"0006R0+0001TP+0016E5 mIoU {100 * tiny.unseen_drive_miou[0]:.1f} (est.)")
+
+
+@pytest.mark.shared
+@pytest.mark.torch
+def test_import_finds_the_dataset_from_the_class_count(tmp_path, shared_dir):
+    import torch
+
+    models = tmp_path / "m"
+    proc = cli("models", "import", str(shared_dir / "reference" / "random-base-cityscapes.pth"),
+               "--models-dir", str(models))  # no --dataset: 19 classes are Cityscapes'
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = Registry(models).entries()
+    assert entry.name == f"cityscapes-{entry.variant}" and entry.dataset == "cityscapes" and entry.num_classes == 19 and entry.classes[0] == "road"
+    assert "--dataset" not in entry.made_by  # what the user typed, so the command runs again as given
+    state = torch.load(shared_dir / "reference" / "random-tiny.pth", map_location="cpu", weights_only=False)
+    weights = state.get("state_dict", state)
+    for key in ("decode_head.conv_seg.weight", "decode_head.conv_seg.bias"):
+        weights[key] = weights[key][:7]
+    seven = tmp_path / "seven.pth"
+    torch.save(state, seven)
+    error = one_line_error(cli("models", "import", str(seven), "--models-dir", str(models)))
+    assert "seven.pth predicts 7 classes" in error and "--dataset" in error
+    proc = cli("models", "import", str(seven), "--dataset", "ade20k", "--models-dir", str(models))
+    assert "class-count mismatch" in one_line_error(proc)
+    assert [e.name for e in Registry(models).entries()] == [entry.name]  # the refused ones wrote nothing

@@ -78,13 +78,15 @@ def measure_speed(models_dir: Path, name: str, runs: int = 5, cancel: threading.
     return round(statistics.median(times), 1)
 
 
-def import_file(models_dir: Path, path: Path, dataset: str, name: str | None = None) -> ModelEntry:
+def import_file(models_dir: Path, path: Path, dataset: str | None, name: str | None = None) -> ModelEntry:
+    """``dataset=None``: the one with the checkpoint's class count (``import_checkpoint``)."""
     if not torch_available():
         raise StudioError(TORCH_MISSING)
     from engine.models.checkpoint import import_checkpoint
 
+    how = f"as {dataset}" if dataset else "(dataset from its class count)"
     return import_checkpoint(Path(path), dataset, name=name or None, models_dir=models_dir,
-                             made_by=f"{MADE_BY_DIALOG}: import {Path(path).name} as {dataset}")
+                             made_by=f"{MADE_BY_DIALOG}: import {Path(path).name} {how}")
 
 
 def download_base_url() -> str | None:

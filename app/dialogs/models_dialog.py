@@ -121,6 +121,7 @@ class ModelsDialog(QDialog):
         path_row.addWidget(browse)
         form.addRow("Checkpoint", path_row)
         self.dataset_combo = QComboBox()
+        self.dataset_combo.addItem("Found from its class count", None)  # official checkpoints name no dataset
         for name in known_datasets():
             info = dataset_info(name)
             self.dataset_combo.addItem(f"{info.title} ({info.num_classes} classes)", name)
@@ -229,7 +230,7 @@ class ModelsDialog(QDialog):
                                                                 self.cache_dir),
                          f"Downloading ADE20K {variant.capitalize()}…")
 
-    def import_checkpoint(self, path: str, dataset: str, name: str = "") -> Job | None:
+    def import_checkpoint(self, path: str, dataset: str | None, name: str = "") -> Job | None:
         self.tabs.setCurrentIndex(2)
         if not path or not Path(path).is_file():
             self.import_status.setText(f"Choose a checkpoint file first ({path or 'none chosen'} is not a file).")

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("import", help="install an official mmseg TopFormer checkpoint (.pth)")
     p.add_argument("checkpoint", help="path to the .pth file")
-    p.add_argument("--dataset", required=True, help="the classes it predicts: ade20k, cityscapes or camvid")
+    p.add_argument("--dataset", help="the classes it predicts: ade20k, cityscapes or camvid (default: the one with the "
+                                     "checkpoint's class count: 150, 19 or 11)")
     p.add_argument("--name", help="model name (default: DATASET-VARIANT)")
     add_models_dir(p)
 
@@ -127,9 +128,8 @@ def _list(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from ..models.checkpoint import import_checkpoint
 
-    made_by = "python main.py models import " + " ".join(
-        shlex.quote(a) for a in [Path(args.checkpoint).name, "--dataset", args.dataset] + (["--name", args.name] if args.name else [])
-    )
+    given = (["--dataset", args.dataset] if args.dataset else []) + (["--name", args.name] if args.name else [])
+    made_by = "python main.py models import " + " ".join(shlex.quote(a) for a in [Path(args.checkpoint).name] + given)
     entry = import_checkpoint(Path(args.checkpoint), args.dataset, name=args.name, models_dir=args.models_dir, made_by=made_by)
     print(f"installed {entry.describe()} in {Path(args.models_dir) if args.models_dir else 'models/'}")
     return 0

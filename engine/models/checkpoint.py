@@ -8,7 +8,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .datasets import dataset_info
+from .datasets import dataset_for_classes, dataset_info, known_datasets
 from ..errors import CheckpointError, StudioError
 from ..fileio import os_reason
 from .registry import ModelEntry, Registry, check_model_name
@@ -112,16 +112,26 @@ def load_model(path: Path):
     return model.eval(), variant
 
 
-def import_checkpoint(path: Path, dataset: str, name: str | None = None, models_dir: Path | None = None,
+def import_checkpoint(path: Path, dataset: str | None, name: str | None = None, models_dir: Path | None = None,
                       made_by: str | None = None, accuracy: dict | None = None, notes: str = "",
                       expected_variant: str | None = None) -> ModelEntry:
-    """Export an official checkpoint to ONNX and register it; nothing is written on failure."""
+    """Export an official checkpoint to ONNX and register it; nothing is written on failure.
+
+    ``dataset=None``: the known dataset with the checkpoint's class count (150: ade20k,
+    19: cityscapes, 11: camvid); an official checkpoint does not name its classes."""
     from .export import export_onnx
 
     if name is not None:
         check_model_name(name)
-    info = dataset_info(dataset)
+    if dataset is not None:
+        dataset_info(dataset)  # an unknown name is refused before the checkpoint is read
     model, variant = load_model(Path(path))
+    if dataset is None:
+        dataset = dataset_for_classes(model.num_classes)
+        if dataset is None:
+            raise CheckpointError(f"{Path(path).name} predicts {model.num_classes} classes, which no known dataset has "
+                                  f"({', '.join(known_datasets())}); give --dataset")
+    info = dataset_info(dataset)
     if expected_variant and variant != expected_variant:
         raise CheckpointError(f"{Path(path).name} is a TopFormer-{variant}, not the expected {expected_variant}")
     if model.num_classes != info.num_classes:

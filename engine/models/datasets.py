@@ -39,6 +39,12 @@ def known_datasets() -> list[str]:
     return sorted(p.stem for p in _DATA_DIR.glob("*.json"))
 
 
+def dataset_for_classes(num_classes: int) -> str | None:
+    """The known dataset with this many classes, or None (an official checkpoint names none)."""
+    matches = [name for name in known_datasets() if dataset_info(name).num_classes == num_classes]
+    return matches[0] if len(matches) == 1 else None
+
+
 @lru_cache(maxsize=None)
 def dataset_info(name: str) -> DatasetInfo:
     path = _DATA_DIR / f"{name}.json"

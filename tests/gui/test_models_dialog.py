@@ -91,7 +91,9 @@ def test_import_a_checkpoint_then_remove_it(qtbot, shipped_copy, shared_dir):
     dialog = make_dialog(qtbot, shipped_copy)
     changed = []
     dialog.models_changed.connect(changed.append)
-    job = dialog.import_checkpoint(str(shared_dir / "reference" / "topformer-tiny-ade20k.pth"), "ade20k", "my-ade")
+    assert dialog.dataset_combo.currentData() is None  # by default found from the checkpoint's 150 classes
+    job = dialog.import_checkpoint(str(shared_dir / "reference" / "topformer-tiny-ade20k.pth"),
+                                   dialog.dataset_combo.currentData(), "my-ade")
     assert job is not None and dialog.import_progress.isVisible() and not dialog.import_button.isEnabled()
     qtbot.waitUntil(lambda: changed == ["my-ade"], timeout=120000)
     assert "Installed my-ade: 150 classes" in dialog.import_status.text()
