@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import cv2
 import pytest
@@ -55,6 +56,22 @@ def test_benchmark_reports_errors_and_exits_2(tmp_path):
                      "--models-dir", str(tmp_path / "none")], tmp_path, timeout=60)
     assert proc.returncode == 2
     assert proc.stdout == "" and "missing.mp4 does not exist" in proc.stderr
+
+
+@pytest.mark.shared
+def test_benchmark_of_a_still_is_refused_at_once(shipped_models_dir, shared_dir, tmp_path):
+    """A picture is segmented once, so N frames never come: refused when it opens, not at the watchdog."""
+    picture = shared_dir / "datasets" / "ade20k" / "samples" / "ADE_val_00000002.jpg"
+    one = tmp_path / "one.avi"
+    writer = cv2.VideoWriter(str(one), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    writer.write(cv2.resize(cv2.imread(str(picture)), (320, 240)))
+    writer.release()
+    for source, what in ((picture, "is a still picture"), (one, "is a video of one frame")):
+        started = time.monotonic()
+        proc = run_main(["--source", str(source), "--benchmark-frames", "5", "--models-dir", str(shipped_models_dir)],
+                        tmp_path, timeout=120)
+        assert proc.returncode == 2 and proc.stdout == "" and time.monotonic() - started < 60
+        assert f"{source.name} {what}" in proc.stderr and f"bench --frame {source}" in proc.stderr
 
 
 @pytest.mark.shared
