@@ -50,6 +50,8 @@ class CompareBenchmarkRun(CompareScriptedRun):
         window.set_shown.connect(self._on_set)
 
     def _on_set(self, compare_set: CompareSet) -> None:
+        if self.exit_code is None:
+            self.refuse_a_still(compare_set.source)
         if self.exit_code is not None:
             return
         if all(p.error for p in compare_set.panes):

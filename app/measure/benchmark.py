@@ -24,7 +24,6 @@ from .scripted_run import ScriptedRun
 from PySide6.QtCore import QTimer
 
 from .stall_meter import StallMeter
-from ..playback.frame_reader import SourceInfo
 from ..playback.worker import FrameResult
 
 
@@ -62,18 +61,11 @@ class BenchmarkRun(ScriptedRun):
         self.extra: dict = {}  # more keys for the report (e.g. the start-up profile)
         window.frame_shown.connect(self._on_frame)
         window.worker.source_failed.connect(lambda msg: self._fail(f"source failed: {msg}"))
-        window.worker.source_opened.connect(self._refuse_a_still)
         window.worker.model_failed.connect(lambda name, msg: self._fail(f"model {name} failed: {msg}"))
 
-    def _refuse_a_still(self, info: SourceInfo) -> None:
-        """A picture (or a one-frame video) is segmented once and then only shown, so N frames
-        would never come: say so now instead of at the watchdog minutes later."""
-        if info.kind == "image" or (info.kind == "video" and info.frame_count == 1):
-            what = "a still picture" if info.kind == "image" else "a video of one frame"
-            self._fail(f"--benchmark-frames needs a video or a camera: {info.description} is {what} "
-                       f"(main.py bench --frame {info.spec} measures one picture's speed)")
-
     def _on_frame(self, result: FrameResult) -> None:
+        if self.exit_code is None and result.source is not None:
+            self.refuse_a_still(result.source)
         if self.exit_code is not None or result.labels is None or not result.is_new:
             return  # frames shown before the model is ready, and redraws, do not count
         if not self._shown:

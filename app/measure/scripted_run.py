@@ -26,6 +26,15 @@ class ScriptedRun(QObject):
         self._watchdog.timeout.connect(on_timeout)
         self._watchdog.start(int(timeout_s * 1000))
 
+    def refuse_a_still(self, info) -> None:
+        """For runs that count frames, called with each shown frame's SourceInfo: a picture, or
+        a one-frame video, is segmented once and then only shown, so N frames would never come.
+        Say so at its first frame, not at the watchdog minutes later."""
+        if info.kind == "image" or (info.kind == "video" and info.frame_count == 1):
+            what = "a still picture" if info.kind == "image" else "a video of one frame"
+            self._fail(f"--benchmark-frames needs a video or a camera: {info.description} is {what} "
+                       f"(main.py bench --frame {info.spec} measures one picture's speed)")
+
     def _fail(self, message: str) -> None:
         if self.exit_code is None:
             print(f"error: {message}", file=sys.stderr, flush=True)

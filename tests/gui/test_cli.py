@@ -66,10 +66,12 @@ def test_benchmark_of_a_still_is_refused_at_once(shipped_models_dir, shared_dir,
     writer = cv2.VideoWriter(str(one), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
     writer.write(cv2.resize(cv2.imread(str(picture)), (320, 240)))
     writer.release()
-    for source, what in ((picture, "is a still picture"), (one, "is a video of one frame")):
+    cases = [(picture, "is a still picture", []), (one, "is a video of one frame", []),
+             (picture, "is a still picture", ["--compare", "tiny:half,tiny:full"])]  # the compare view's too
+    for source, what, compare in cases:
         started = time.monotonic()
-        proc = run_main(["--source", str(source), "--benchmark-frames", "5", "--models-dir", str(shipped_models_dir)],
-                        tmp_path, timeout=120)
+        proc = run_main(["--source", str(source), "--benchmark-frames", "5", "--models-dir", str(shipped_models_dir),
+                         *compare], tmp_path, timeout=120)
         assert proc.returncode == 2 and proc.stdout == "" and time.monotonic() - started < 60
         assert f"{source.name} {what}" in proc.stderr and f"bench --frame {source}" in proc.stderr
 
