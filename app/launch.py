@@ -67,7 +67,7 @@ def _startup_problem(args: argparse.Namespace) -> str | None:
 
     if args.model:
         try:
-            Registry(args.models_dir).get(args.model)
+            args.model = Registry(args.models_dir).resolve(args.model).name  # short forms: tiny
         except StudioError as exc:
             return str(exc)
     return startup_problem()

@@ -273,3 +273,25 @@ def test_import_finds_the_dataset_from_the_class_count(tmp_path, shared_dir):
     proc = cli("models", "import", str(seven), "--dataset", "ade20k", "--models-dir", str(models))
     assert "class-count mismatch" in one_line_error(proc)
     assert [e.name for e in Registry(models).entries()] == [entry.name]  # the refused ones wrote nothing
+
+
+@pytest.mark.shared
+def test_short_model_names_work_in_every_command(tmp_path, shipped_models_dir, shared_dir, videos):
+    """``tiny`` is ``camvid-tiny`` wherever a model is named, as in the compare panes; ambiguity is refused."""
+    models = ["--models-dir", str(shipped_models_dir)]
+    picture = shared_dir / "datasets" / "ade20k" / "samples" / "ADE_val_00000002.jpg"
+    proc = cli("segment", str(picture), "--model", "base", "--out", str(tmp_path / "o.png"), *models)
+    assert proc.returncode == 0 and "model camvid-base" in proc.stdout, proc.stderr
+    proc = cli("eval", "--model", "Small", "--limit", "2", "--json", *models)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["model"] == "camvid-small", proc.stderr
+    proc = cli("annotate", str(videos / "indoor-people-768x432.mp4"), "--model", "tiny-int8", "--end", "0.3",
+               "--formats", "stats", "--no-progress", "--out", str(tmp_path / "a"), *models)
+    assert proc.returncode == 0 and "with camvid-tiny-int8" in proc.stderr, proc.stderr
+    proc = cli("bench", "--models", "tiny", "--sizes", "320x180", "--scales", "half", "--repeat", "1",
+               "--backends", "onnxruntime", "--no-naive", "--json", *models)
+    assert proc.returncode == 0 and {r["model"] for r in json.loads(proc.stdout)["rows"]} == {"camvid-tiny"}, proc.stderr
+    error = one_line_error(cli("segment", str(picture), "--model", "int8", "--out", str(tmp_path / "x.png"), *models))
+    assert "'int8' is ambiguous: camvid-tiny-int8, camvid-small-int8, camvid-base-int8" in error
+    assert "no model named 'huge'" in one_line_error(
+        cli("segment", str(picture), "--model", "huge", "--out", str(tmp_path / "x.png"), *models))
+    assert not (tmp_path / "x.png").exists()

@@ -43,6 +43,7 @@ def run_command(argv: list[str]) -> int:
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
+        _full_model_name(args)
         return int(module.run(args) or 0)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -70,6 +71,15 @@ class _SetEnv(argparse.Action):
 
         setattr(namespace, self.dest, values)
         os.environ[self.const] = values
+
+
+def _full_model_name(args: argparse.Namespace) -> None:
+    """``--model tiny`` means ``camvid-tiny`` when that is the one installed model it can be
+    (``Registry.resolve``), as in the compare panes and the app; commands see the full name."""
+    if isinstance(getattr(args, "model", None), str) and hasattr(args, "models_dir"):
+        from ..models.registry import Registry
+
+        args.model = Registry(args.models_dir).resolve(args.model).name
 
 
 def add_backend(parser: argparse.ArgumentParser) -> None:

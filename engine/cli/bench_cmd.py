@@ -64,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if names:  # a misspelt name fails before the table starts, saying what is installed
         from ..models.registry import Registry
         registry = Registry(args.models_dir)
-        for name in names:
-            registry.get(name)
+        names = [registry.resolve(name).name for name in names]  # short forms: tiny
     cpu = cpu_line()
     if not args.json:
         print(cpu)

@@ -46,21 +46,6 @@ class PaneSpec:
         return parse_scale(self.scale)
 
 
-def resolve_model(name: str, registry: Registry) -> ModelEntry:
-    """An installed model by exact name, else by unique short form (``tiny`` -> ``camvid-tiny``)."""
-    key = name.strip()
-    names = registry.names()
-    if key in names:
-        return registry.get(key)
-    low = key.lower()
-    hits = [n for n in names if n.lower() == low or n.lower().endswith("-" + low)]
-    if len(hits) == 1:
-        return registry.get(hits[0])
-    if len(hits) > 1:
-        raise StudioError(f"model {name!r} is ambiguous: {', '.join(hits)}")
-    return registry.get(key)  # raises ModelNotFound with the list of installed models
-
-
 def parse_pane_spec(text: str, registry: Registry, default_scale: str = "full") -> PaneSpec:
     """``MODEL:SCALE`` (or ``MODEL``, at ``default_scale``) -> a checked PaneSpec."""
     raw = text.strip()
@@ -71,7 +56,7 @@ def parse_pane_spec(text: str, registry: Registry, default_scale: str = "full") 
         scale = scale_name(scale if sep else default_scale)
     except StudioError as exc:
         raise StudioError(f"bad pane {text!r}: {exc}") from None
-    return PaneSpec(resolve_model(model, registry).name, scale)
+    return PaneSpec(registry.resolve(model).name, scale)
 
 
 def parse_pane_specs(text: str, registry: Registry, min_panes: int = 1, max_panes: int = MAX_PANES) -> list[PaneSpec]:

@@ -216,6 +216,21 @@ class Registry:
         have = ", ".join(self.names()) or "none"
         raise ModelNotFound(f"no model named {name!r} in {self.dir} (installed: {have})")
 
+    def resolve(self, name: str) -> ModelEntry:
+        """An installed model by exact name, else by unique short form (``tiny`` -> ``camvid-tiny``),
+        which every command and the app accept wherever a model is named."""
+        key = name.strip()
+        names = self.names()
+        if key in names:
+            return self.get(key)
+        low = key.lower()
+        hits = [n for n in names if n.lower() == low or n.lower().endswith("-" + low)]
+        if len(hits) == 1:
+            return self.get(hits[0])
+        if len(hits) > 1:
+            raise StudioError(f"model {name!r} is ambiguous: {', '.join(hits)}")
+        return self.get(key)  # raises ModelNotFound with the list of installed models
+
     def onnx_path(self, entry: ModelEntry) -> Path:
         return self.dir / entry.onnx
 

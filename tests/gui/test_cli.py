@@ -34,7 +34,7 @@ def test_parser_accepts_the_documented_options():
 @pytest.mark.shared
 def test_benchmark_prints_one_json_line(shipped_models_dir, videos, tmp_path):
     proc = run_main(["--source", str(videos / INDOOR), "--benchmark-frames", "6", "--models-dir",
-                     str(shipped_models_dir), "--model", "camvid-tiny", "--scale", "half"], tmp_path)
+                     str(shipped_models_dir), "--model", "tiny", "--scale", "half"], tmp_path)  # tiny: camvid-tiny
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
