@@ -277,7 +277,9 @@ class MainWindow(QMainWindow):
         self.side_scroll.setVisible(not on)
         self.menuBar().setVisible(not on)
         self.statusBar().setVisible(not on)
-        self.video_layout.setContentsMargins(*((0, 0, 0, 0) if on else VIDEO_MARGINS))  # edge to edge
+        self.video_layout.setContentsMargins(*((0, 0, 0, 0) if on else VIDEO_MARGINS))  # edge to edge,
+        for frame in (self.stack, self.splitter):  # without the theme's 1 px borders either
+            frame.setStyleSheet(f"#{frame.objectName()} {{ border: 0px; }}" if on else "")
         if on:
             self._legend_before_fullscreen = self.menus.legend_overlay.isChecked()
         self.menus.legend_overlay.setChecked(True if on else self._legend_before_fullscreen)

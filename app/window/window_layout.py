@@ -27,6 +27,7 @@ class WindowLayout:
         self.view = QtVideoView()
         self.empty_state = EmptyStateWidget()
         self.stack = QStackedWidget()
+        self.stack.setObjectName("video_stack")  # full screen removes its border by this name
         self.stack.addWidget(self.empty_state)
         self.stack.addWidget(self.view)
         self.banner = BannerStack()
@@ -59,6 +60,7 @@ class WindowLayout:
         self.side_scroll.setMinimumWidth(self.side_width)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("main_splitter")
         self.splitter.addWidget(video_area)
         self.splitter.addWidget(self.side_scroll)
         self.splitter.setStretchFactor(0, 1)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 
 from app.panels.error_banner import BannerStack
 from engine.paths import MODELS_DIR
@@ -97,6 +97,7 @@ def test_fullscreen_shows_the_legend_on_the_video_and_l_toggles_it(qtbot, make_w
     assert window.view.show_legend and not window.side_scroll.isVisible()
     margins = window.video_layout.contentsMargins()  # the video edge to edge
     assert (margins.left(), margins.top(), margins.right(), margins.bottom()) == (0, 0, 0, 0)
+    qtbot.waitUntil(lambda: window.view.mapTo(window, QPoint(0, 0)) == QPoint(0, 0), timeout=5000)  # no borders
     qtbot.waitUntil(lambda: bool(window.view.legend_names()), timeout=10000)
     assert "road" in window.view.legend_names()
     qtbot.keyClick(window, Qt.Key.Key_L)
@@ -104,6 +105,7 @@ def test_fullscreen_shows_the_legend_on_the_video_and_l_toggles_it(qtbot, make_w
     window.fullscreen_action.setChecked(False)
     assert window.side_scroll.isVisible() and not window.view.show_legend
     assert window.video_layout.contentsMargins().left() == 6
+    qtbot.waitUntil(lambda: window.view.mapTo(window, QPoint(0, 0)).x() >= 6, timeout=5000)
 
 
 @pytest.mark.shared
