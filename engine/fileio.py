@@ -12,7 +12,7 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from .errors import StudioError
@@ -30,9 +30,18 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def check_output_target(path: Path | str) -> Path:
-    """Refuse an output path that exists and is not a regular file, or whose folder is missing/unwritable."""
+def check_output_target(path: Path | str, inputs: Iterable[Path | str] = ()) -> Path:
+    """Refuse an output path that exists and is not a regular file, that is one of ``inputs``
+    (by any name: a link, ``./``; the atomic write would replace the input), or whose folder is
+    missing/unwritable."""
     path = Path(path)
+    for source in inputs:
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:  # either is missing: not the same file
+            same = False
+        if same:
+            raise StudioError(f"cannot write {path}: it is the input {source}; choose another output name")
     try:
         st = os.stat(path)
     except FileNotFoundError:

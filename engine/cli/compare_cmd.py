@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         from ..fileio import check_output_target
 
-        check_output_target(out)  # refuse before minutes of work
+        check_output_target(out, inputs=[args.video])  # refuse before minutes of work
     panes = PaneSet(specs, args.models_dir, strict=True, agreement_window=None, ms_window=100000)
     with VideoFileSource(args.video) as source:
         if out is not None:

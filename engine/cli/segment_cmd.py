@@ -44,20 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_models_dir(parser)
 
 
-def _check_outputs(out: Path, labels: Path | None, is_image: bool) -> None:
+def _check_outputs(out: Path, labels: Path | None, is_image: bool, source: Path) -> None:
     suffix = out.suffix.lower()
     if is_image and suffix not in IMAGE_OUT_SUFFIXES:
         raise StudioError(f"cannot write {out}: the output of an image must be an image "
                           f"({', '.join(sorted(IMAGE_OUT_SUFFIXES))})")
     if not is_image and suffix not in VIDEO_SUFFIXES:
         raise StudioError(f"cannot write {out}: the output of a video must be a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
-    check_output_target(out)
+    check_output_target(out, inputs=[source])
     if labels is not None:
         if not is_image:
             raise StudioError("--labels is only for images; use `main.py annotate` for the masks of a video")
         if labels.suffix.lower() != ".png":
             raise StudioError(f"cannot write {labels}: --labels must name a .png file")
-        check_output_target(labels)
+        check_output_target(labels, inputs=[source])
         if labels.resolve() == out.resolve():
             raise StudioError(f"--labels and --out both name {out}")
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     image_input = is_image_path(src_path)
     source = ImageSource(src_path) if image_input else VideoFileSource(src_path)
     segmenter = Segmenter.load(args.model, args.models_dir)
-    _check_outputs(out, labels_path, image_input)
+    _check_outputs(out, labels_path, image_input, src_path)
     segment = _labels_function(segmenter, args)
     start = time.perf_counter()
     with source:
