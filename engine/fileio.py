@@ -30,17 +30,21 @@ def os_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def same_file(a: Path | str, b: Path | str) -> bool:
+    """Both name one existing file (through ``./``, a symlink or a hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either is missing
+        return False
+
+
 def check_output_target(path: Path | str, inputs: Iterable[Path | str] = ()) -> Path:
     """Refuse an output path that exists and is not a regular file, that is one of ``inputs``
     (by any name: a link, ``./``; the atomic write would replace the input), or whose folder is
     missing/unwritable."""
     path = Path(path)
     for source in inputs:
-        try:
-            same = os.path.samefile(path, source)
-        except OSError:  # either is missing: not the same file
-            same = False
-        if same:
+        if same_file(path, source):
             raise StudioError(f"cannot write {path}: it is the input {source}; choose another output name")
     try:
         st = os.stat(path)

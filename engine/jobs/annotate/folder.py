@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from ...errors import StudioError
-from ...fileio import TMP_PREFIX, atomic_write_bytes, check_folder_creatable, remove_quietly
+from ...fileio import TMP_PREFIX, atomic_write_bytes, check_folder_creatable, remove_quietly, same_file
 from .plan import frame_name
 
 try:
@@ -132,6 +132,19 @@ class OutputFolder:
     def check_parents(self) -> None:
         """Refuse an output folder that is, or lies inside, a file, or that cannot be created."""
         check_folder_creatable(self.path)
+
+    def check_not_over(self, video: Path) -> None:
+        """Refuse a folder where the job would replace or remove the video itself
+        (``annotate overlay.mp4 --out . --overwrite`` deleted it)."""
+        ours = (OVERLAY_FILE, STATS_FILE, CVAT_FILE, SUMMARY_FILE, JOB_FILE, LOCK_FILE)
+        clash = next((f"is its {name}" for name in ours if same_file(self.path / name, video)), None)
+        for where in {Path(os.path.abspath(video)), Path(video).resolve()}:
+            for masks in {Path(os.path.abspath(self.masks)), self.masks.resolve()}:
+                if clash is None and where.is_relative_to(masks):
+                    clash = f"lies in its {MASKS_DIR}/"
+        if clash is not None:
+            raise StudioError(f"cannot use output folder {self.path}: the video {video} {clash}, which annotate "
+                              "writes; move the video or choose another folder")
 
     def has_content(self) -> bool:
         """True when the folder holds anything besides our lock file."""

@@ -79,9 +79,10 @@ class AnnotateJob:
             raise StudioError("choose one of --resume and --overwrite")
         start, end = parse_time(o.start), parse_time(o.end)
 
-        # the video: exists, is a video, is complete
+        # the video: exists, is a video, is complete, is not where the outputs go
         if self.video.suffix.lower() in IMAGE_EXTENSIONS:
             raise StudioError(f"{self.video.name} is an image; annotate takes a video file")
+        self.folder.check_not_over(self.video)
         with VideoFileSource(self.video) as src:
             self.fps, self.frame_count = src.fps, src.frame_count
             self.width, self.height = src.width, src.height
