@@ -79,7 +79,10 @@ def _full_model_name(args: argparse.Namespace) -> None:
     if isinstance(getattr(args, "model", None), str) and hasattr(args, "models_dir"):
         from ..models.registry import Registry
 
-        args.model = Registry(args.models_dir).resolve(args.model).name
+        try:
+            args.model = Registry(args.models_dir).resolve(args.model).name
+        except StudioError:
+            pass  # unknown, ambiguous, or a broken folder: the command says so where it checks the model
 
 
 def add_backend(parser: argparse.ArgumentParser) -> None:

@@ -213,23 +213,25 @@ class Registry:
         for entry in self.entries():
             if entry.name == name:
                 return entry
+        hits = self._short_form_hits(name)
+        if len(hits) > 1:
+            raise ModelNotFound(f"model {name!r} is ambiguous: {', '.join(hits)}")
         have = ", ".join(self.names()) or "none"
         raise ModelNotFound(f"no model named {name!r} in {self.dir} (installed: {have})")
+
+    def _short_form_hits(self, name: str) -> list[str]:
+        low = name.strip().lower()
+        return [n for n in self.names() if n.lower() == low or n.lower().endswith("-" + low)]
 
     def resolve(self, name: str) -> ModelEntry:
         """An installed model by exact name, else by unique short form (``tiny`` -> ``camvid-tiny``),
         which every command and the app accept wherever a model is named."""
         key = name.strip()
-        names = self.names()
-        if key in names:
-            return self.get(key)
-        low = key.lower()
-        hits = [n for n in names if n.lower() == low or n.lower().endswith("-" + low)]
-        if len(hits) == 1:
-            return self.get(hits[0])
-        if len(hits) > 1:
-            raise StudioError(f"model {name!r} is ambiguous: {', '.join(hits)}")
-        return self.get(key)  # raises ModelNotFound with the list of installed models
+        if key not in self.names():
+            hits = self._short_form_hits(key)
+            if len(hits) == 1:
+                key = hits[0]
+        return self.get(key)  # an unknown or ambiguous name: ModelNotFound, naming the models
 
     def onnx_path(self, entry: ModelEntry) -> Path:
         return self.dir / entry.onnx
