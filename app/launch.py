@@ -59,7 +59,8 @@ def _window_size(text: str) -> tuple[int, int]:
 
 
 def _startup_problem(args: argparse.Namespace) -> str | None:
-    """Why the app cannot start (model not installed, no display, missing X11 libraries), before Qt loads."""
+    """Why the app cannot start (model not installed; for --benchmark-frames a source that does not
+    open or no model at all; no display, missing X11 libraries), before Qt loads."""
     from engine.errors import StudioError
     from engine.models.registry import Registry
 
@@ -70,6 +71,17 @@ def _startup_problem(args: argparse.Namespace) -> str | None:
             args.model = Registry(args.models_dir).resolve(args.model).name  # short forms: tiny
         except StudioError as exc:
             return str(exc)
+    if args.benchmark_frames is not None:  # the window would show an error or play unsegmented, never finish
+        from engine.io.sources import open_source
+
+        try:
+            if not str(args.source).isdigit():  # a camera is left for the window: opening it twice may fail
+                open_source(args.source).close()
+            entries = Registry(args.models_dir).entries()
+        except StudioError as exc:
+            return str(exc)
+        if not entries:
+            return f"--benchmark-frames: no model is installed in {Registry(args.models_dir).dir}; nothing to measure"
     return startup_problem()
 
 

@@ -59,6 +59,21 @@ def test_benchmark_reports_errors_and_exits_2(tmp_path):
 
 
 @pytest.mark.shared
+def test_benchmark_without_a_model_is_refused_before_the_window(tmp_path, videos):
+    """The window would play the video unsegmented and never count a frame (the watchdog, 300 s)."""
+    broken, empty = tmp_path / "broken", tmp_path / "empty"
+    broken.mkdir()
+    (broken / "manifest.json").write_text("{not json")
+    empty.mkdir()
+    for models, message in ((broken, "is not a valid model manifest"), (empty, "no model is installed in"),
+                            (tmp_path / "absent", "no model is installed in")):
+        proc = run_main(["--source", str(videos / INDOOR), "--benchmark-frames", "3", "--models-dir", str(models)],
+                        tmp_path, timeout=60)
+        assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr  # before Qt: one line, no plugin chatter
+
+
+@pytest.mark.shared
 def test_benchmark_of_a_still_is_refused_at_once(shipped_models_dir, shared_dir, tmp_path):
     """A picture is segmented once, so N frames never come: refused when it opens, not at the watchdog."""
     picture = shared_dir / "datasets" / "ade20k" / "samples" / "ADE_val_00000002.jpg"
