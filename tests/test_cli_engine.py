@@ -295,3 +295,15 @@ def test_short_model_names_work_in_every_command(tmp_path, shipped_models_dir, s
     assert "no model named 'huge'" in one_line_error(
         cli("segment", str(picture), "--model", "huge", "--out", str(tmp_path / "x.png"), *models))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_network_streams_are_refused_in_one_line(tmp_path):
+    """``Path()`` folded ``rtsp://`` into ``rtsp:/`` and the error blamed a missing file."""
+    url = "rtsp://127.0.0.1:9/stream"
+    for args in (("segment", url, "--out", str(tmp_path / "o.mp4")),
+                 ("annotate", url, "--model", "tiny", "--out", str(tmp_path / "a")),
+                 ("compare", url, "--models", "tiny,base"),
+                 ("--source", url, "--benchmark-frames", "2")):
+        error = one_line_error(cli(*args))
+        assert error == f"error: {url}: network streams are not supported; open a camera (0, 1, ...) or a video file"
+    assert list(tmp_path.iterdir()) == []

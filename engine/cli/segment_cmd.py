@@ -65,8 +65,9 @@ def _check_outputs(out: Path, labels: Path | None, is_image: bool, source: Path)
 def run(args: argparse.Namespace) -> int:
     from ..run.overlay import blend
     from ..run.segmenter import Segmenter
-    from ..io.sources import ImageSource, VideoFileSource, is_image_path
+    from ..io.sources import ImageSource, VideoFileSource, is_image_path, refuse_stream
 
+    refuse_stream(args.input)
     src_path = Path(args.input)
     out = Path(args.out)
     labels_path = Path(args.labels) if args.labels else None

@@ -95,6 +95,7 @@ class VideoFileSource(FrameSource):
     kind = "video"
 
     def __init__(self, path: str | Path):
+        refuse_stream(path)
         self.path = Path(path)
         if not self.path.exists():
             raise SourceError(f"video file {self.path} does not exist")
@@ -216,6 +217,12 @@ class ImageSource(FrameSource):
 
     def seek(self, index: int) -> None:  # noqa: ARG002 - one frame only
         self._done = False
+
+
+def refuse_stream(spec: str | Path) -> None:
+    """A URL as given by the user (before ``Path()`` folds its ``//`` and a missing file is blamed)."""
+    if isinstance(spec, str) and "://" in spec:
+        raise SourceError(f"{spec}: network streams are not supported; open a camera (0, 1, ...) or a video file")
 
 
 def is_image_path(path: str | Path) -> bool:

@@ -23,7 +23,7 @@ from ...errors import SourceError, StudioError
 from ...scales import multiscale_factors, scale_name
 from ...run.multiscale import check_model
 from ...run.segmenter import Segmenter
-from ...io.sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable
+from ...io.sources import FRAME_COUNT_SLACK, IMAGE_EXTENSIONS, VideoFileSource, frame_is_readable, refuse_stream
 from .folder import CVAT_FILE, OVERLAY_FILE, SUMMARY_FILE, TOOL, OutputFolder
 from .items import PipelineCounts
 from .pipeline import Pipeline, ProgressCallback
@@ -80,6 +80,7 @@ class AnnotateJob:
         start, end = parse_time(o.start), parse_time(o.end)
 
         # the video: exists, is a video, is complete, is not where the outputs go
+        refuse_stream(str(self.opts.video))
         if self.video.suffix.lower() in IMAGE_EXTENSIONS:
             raise StudioError(f"{self.video.name} is an image; annotate takes a video file")
         self.folder.check_not_over(self.video)
