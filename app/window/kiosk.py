@@ -2,9 +2,9 @@
 
 On screen: the segmented video, an FPS badge (top left) and the legend (top right). Esc,
 or pressing and holding anywhere for LONG_PRESS_S (touch screens), quits. A video file
-plays in a loop. A camera that cannot be opened shows a "no camera" screen and is tried
-again every RETRY_S seconds; with ``--fallback VIDEO`` that video loops meanwhile, and the
-camera takes over as soon as it opens.
+plays in a loop; one that cannot play shows why, full screen. A camera that cannot be
+opened shows a "no camera" screen and is tried again every RETRY_S seconds; with
+``--fallback VIDEO`` that video loops meanwhile, and the camera takes over as soon as it opens.
 """
 from __future__ import annotations
 
@@ -38,6 +38,10 @@ class NoCameraScreen(QLabel):
     def set_camera(self, spec: str, retry_s: float) -> None:
         self.setText(f"No camera\n\nCamera {spec} is not connected or is in use.\n"
                      f"Trying again every {retry_s:.0f} s.\n\nEsc or a long press quits.")
+
+    def set_failed(self, message: str) -> None:
+        """A video that cannot play: the reason, full screen (no desktop open buttons on a stand)."""
+        self.setText(f"Cannot play the video\n\n{message}\n\nEsc or a long press quits.")
 
 
 class KioskController(QObject):
@@ -140,8 +144,11 @@ class KioskController(QObject):
         if self.camera_open or not self.is_camera:
             self.retry_timer.stop()
 
-    def _on_source_failed(self, message: str) -> None:  # noqa: ARG002 - the window shows it
+    def _on_source_failed(self, message: str) -> None:
         if not self.is_camera:
+            self.window.banner.hide()  # the message screen says it
+            self.no_camera.set_failed(message)
+            self.window.stack.setCurrentWidget(self.no_camera)
             return
         self.camera_open = False
         self.window.banner.hide()  # the no-camera screen (or the fallback video) says it

@@ -155,6 +155,16 @@ def test_kiosk_without_camera_shows_no_camera_and_retries(make_kiosk, qtbot):
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
 
 
+def test_kiosk_with_a_video_that_cannot_play_says_why_full_screen(make_kiosk, qtbot, tmp_path):
+    window, kiosk = make_kiosk(str(tmp_path / "gone.mp4"))
+    qtbot.waitUntil(lambda: kiosk.showing_no_camera and kiosk.no_camera.isVisible(), timeout=10000)
+    text = kiosk.no_camera.text()
+    assert text.startswith("Cannot play the video") and "gone.mp4 does not exist" in text and "Esc" in text
+    assert not window.banner.isVisible() and not window.empty_state.isVisible()  # no open buttons on a stand
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
+
+
 @pytest.mark.shared
 def test_kiosk_without_camera_loops_the_fallback_and_keeps_retrying(make_kiosk, qtbot, videos):
     window, kiosk = make_kiosk("97", fallback=str(videos / HIGHWAY), retry_s=0.2)
