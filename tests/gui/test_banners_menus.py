@@ -157,3 +157,27 @@ def test_notice_links_to_download_and_goes_with_its_source(qtbot, make_window, v
 
 test_notice_links_to_download_and_goes_with_its_source = pytest.mark.shared(
     test_notice_links_to_download_and_goes_with_its_source)
+
+
+@pytest.mark.shared
+def test_dropping_a_file_opens_it_and_a_bad_one_says_why(qtbot, make_window, videos, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    def drop(path):
+        data = QMimeData()
+        data.setUrls([QUrl.fromLocalFile(str(path))])
+        event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        window.dropEvent(event)
+        return event.isAccepted()
+
+    window = make_window(tmp_path / "no-models")
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 50)
+    assert drop(notes)
+    qtbot.waitUntil(lambda: len(window.banner.messages("source")) == 1, timeout=10000)
+    assert "notes.mp4 is not a readable video" in window.banner.messages("source")[0]
+    assert drop(videos / "indoor-people-768x432.mp4")
+    qtbot.waitUntil(lambda: window.source_info is not None and window.source_info.kind == "video", timeout=10000)
+    assert window.banner.messages("source") == []
