@@ -235,7 +235,8 @@ class MainWindow(QMainWindow):
         files = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if files:
             event.acceptProposedAction()
-            self.open_source(files[0])
+            checkpoint = files[0].lower().endswith(".pth")  # to the Models dialog's import tab, path filled in
+            self.dialogs.models("import", checkpoint=files[0]) if checkpoint else self.open_source(files[0])
 
     # -- models (model_control.py does the work) --------------------------------------------------------
     def reload_models(self, requested: str | None = None) -> None:

@@ -24,7 +24,8 @@ class Dialogs(QObject):
         self.models_dialog = None
         self.annotate_dialog = None
 
-    def models(self, tab: str = "installed"):
+    def models(self, tab: str = "installed", checkpoint: str | None = None):
+        """The Models dialog (one at a time) on ``tab``; ``checkpoint`` fills the import tab's path."""
         from ..dialogs.models_dialog import ModelsDialog
 
         if self.models_dialog is None:
@@ -35,6 +36,8 @@ class Dialogs(QObject):
             dialog.destroyed.connect(lambda *_: setattr(self, "models_dialog", None))
             self.models_dialog = dialog
         self.models_dialog.show_tab(tab)
+        if checkpoint is not None:
+            self.models_dialog.import_path.setText(checkpoint)
         self.models_dialog.show()
         self.models_dialog.raise_()
         return self.models_dialog

@@ -181,3 +181,9 @@ def test_dropping_a_file_opens_it_and_a_bad_one_says_why(qtbot, make_window, vid
     assert drop(videos / "indoor-people-768x432.mp4")
     qtbot.waitUntil(lambda: window.source_info is not None and window.source_info.kind == "video", timeout=10000)
     assert window.banner.messages("source") == []
+    checkpoint = tmp_path / "topformer.pth"
+    checkpoint.write_bytes(b"PK")
+    assert drop(checkpoint)  # a checkpoint goes to the Models dialog's import tab; nothing starts by itself
+    dialog = window.dialogs.models_dialog
+    assert dialog.isVisible() and dialog.tabs.currentIndex() == 2 and dialog.import_path.text() == str(checkpoint)
+    assert window.source_info.kind == "video" and window.banner.messages("source") == []
