@@ -66,9 +66,10 @@ def _startup_problem(args: argparse.Namespace) -> str | None:
 
     from .window.preflight import startup_problem
 
+    registry = Registry(args.models_dir)
     if args.model:
         try:
-            args.model = Registry(args.models_dir).resolve(args.model).name  # short forms: tiny
+            args.model = registry.resolve(args.model).name  # short forms: tiny
         except StudioError as exc:
             return str(exc)
     if args.benchmark_frames is not None:  # the window would show an error or play unsegmented, never finish
@@ -77,11 +78,10 @@ def _startup_problem(args: argparse.Namespace) -> str | None:
         try:
             if not str(args.source).isdigit():  # a camera is left for the window: opening it twice may fail
                 open_source(args.source).close()
-            entries = Registry(args.models_dir).entries()
+            if not registry.entries():
+                return f"--benchmark-frames: no model is installed in {registry.dir}; nothing to measure"
         except StudioError as exc:
             return str(exc)
-        if not entries:
-            return f"--benchmark-frames: no model is installed in {Registry(args.models_dir).dir}; nothing to measure"
     return startup_problem()
 
 

@@ -105,6 +105,19 @@ def make_window(qtbot, tmp_path):
         window.close()
 
 
+def drop_file(window, path) -> bool:
+    """Drop ``path`` on ``window`` as a file manager does; True when the window took it."""
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    data = QMimeData()
+    data.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    return event.isAccepted()
+
+
 def wait_result(qtbot, window, predicate, timeout=30000):
     """Wait until the newest shown FrameResult satisfies ``predicate``; returns it. On a timeout
     the failure says where playback stood and what every thread was doing (a stall seen once

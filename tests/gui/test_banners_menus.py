@@ -7,7 +7,7 @@ from PySide6.QtCore import QPoint, Qt
 from app.panels.error_banner import BannerStack
 from engine.paths import MODELS_DIR
 
-from .conftest import wait_result
+from .conftest import drop_file, wait_result
 
 pytestmark = [pytest.mark.gui]
 
@@ -161,29 +161,18 @@ test_notice_links_to_download_and_goes_with_its_source = pytest.mark.shared(
 
 @pytest.mark.shared
 def test_dropping_a_file_opens_it_and_a_bad_one_says_why(qtbot, make_window, videos, tmp_path):
-    from PySide6.QtCore import QMimeData, QPointF, QUrl
-    from PySide6.QtGui import QDropEvent
-
-    def drop(path):
-        data = QMimeData()
-        data.setUrls([QUrl.fromLocalFile(str(path))])
-        event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, data, Qt.MouseButton.LeftButton,
-                           Qt.KeyboardModifier.NoModifier)
-        window.dropEvent(event)
-        return event.isAccepted()
-
     window = make_window(tmp_path / "no-models")
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video\n" * 50)
-    assert drop(notes)
+    assert drop_file(window, notes)
     qtbot.waitUntil(lambda: len(window.banner.messages("source")) == 1, timeout=10000)
     assert "notes.mp4 is not a readable video" in window.banner.messages("source")[0]
-    assert drop(videos / "indoor-people-768x432.mp4")
+    assert drop_file(window, videos / "indoor-people-768x432.mp4")
     qtbot.waitUntil(lambda: window.source_info is not None and window.source_info.kind == "video", timeout=10000)
     assert window.banner.messages("source") == []
     checkpoint = tmp_path / "topformer.pth"
     checkpoint.write_bytes(b"PK")
-    assert drop(checkpoint)  # a checkpoint goes to the Models dialog's import tab; nothing starts by itself
+    assert drop_file(window, checkpoint)  # to the Models dialog's import tab; nothing starts by itself
     dialog = window.dialogs.models_dialog
     assert dialog.isVisible() and dialog.tabs.currentIndex() == 2 and dialog.import_path.text() == str(checkpoint)
     assert window.source_info.kind == "video" and window.banner.messages("source") == []

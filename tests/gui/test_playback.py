@@ -6,12 +6,11 @@ import time
 import cv2
 import numpy as np
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
-from PySide6.QtGui import QDropEvent
+from PySide6.QtCore import Qt
 
 from engine.run.segmenter import Segmenter
 
-from .conftest import INDOOR_HW, wait_result
+from .conftest import INDOOR_HW, drop_file, wait_result
 
 pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
@@ -138,13 +137,7 @@ def test_empty_state_without_models_or_source(qtbot, make_window, indoor_clip, t
     assert window.empty_state.open_video_button.isVisible() and window.empty_state.open_camera_button.isVisible()
     qtbot.waitUntil(lambda: "No model installed" in window.model_panel.status_label.text(), timeout=5000)
 
-    # a file dropped on the window opens
-    mime = QMimeData()
-    mime.setUrls([QUrl.fromLocalFile(str(indoor_clip))])
-    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                      Qt.KeyboardModifier.NoModifier)
-    window.dropEvent(drop)
-    assert drop.isAccepted()
+    assert drop_file(window, indoor_clip)  # a file dropped on the window opens
     result = wait_result(qtbot, window, lambda r: r.frame_index >= 2)
     assert result.labels is None and result.model == ""
     assert np.array_equal(result.overlay_bgr, result.frame_bgr)  # plain video without a model
