@@ -61,21 +61,34 @@ def file_size_text(models_dir: Path, entry: ModelEntry) -> str:
     return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "file missing"
 
 
-def measure_speed(models_dir: Path, name: str, runs: int = 5, cancel: threading.Event | None = None) -> float:
-    """Median milliseconds per 640x360 frame at full scale on this machine (after one warm-up)."""
+def measure_speeds(models_dir: Path, names: list[str], rounds: int = 7,
+                   cancel: threading.Event | None = None) -> tuple[dict[str, float], dict[str, str]]:
+    """(median milliseconds per 640x360 frame at full scale, by model; why a model could not be
+    measured, by model): all in interleaved rounds.
+
+    Why interleaved: the app keeps playing while the dialog measures, and other programs come
+    and go. Measured one after the other, a small model caught in a busy moment was listed as
+    slower than a bigger one (120 against 72 ms); round by round, every model meets the same load.
+    """
     from engine.run.segmenter import Segmenter
 
-    segmenter = Segmenter.load(name, models_dir)
+    segmenters, problems = {}, {}
+    for name in names:  # one broken model leaves the others measured
+        try:
+            segmenters[name] = Segmenter.load(name, models_dir)
+        except StudioError as exc:
+            problems[name] = str(exc)
     frame = np.random.default_rng(0).integers(0, 255, (*SPEED_FRAME_HW, 3), dtype=np.uint8)
-    segmenter.segment(frame, "full")
-    times = []
-    for _ in range(runs):
-        if cancel is not None and cancel.is_set():
-            raise StudioError("Cancelled.")
-        t0 = time.perf_counter()
-        segmenter.segment(frame, "full")
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return round(statistics.median(times), 1)
+    times: dict[str, list[float]] = {name: [] for name in segmenters}
+    for round_ in range(rounds + 1):  # round 0 warms each session up and is not counted
+        for name, segmenter in segmenters.items():
+            if cancel is not None and cancel.is_set():
+                raise StudioError("Cancelled.")
+            t0 = time.perf_counter()
+            segmenter.segment(frame, "full")
+            if round_:
+                times[name].append((time.perf_counter() - t0) * 1000.0)
+    return {name: round(statistics.median(ms), 1) for name, ms in times.items()}, problems
 
 
 def import_file(models_dir: Path, path: Path, dataset: str | None, name: str | None = None) -> ModelEntry:

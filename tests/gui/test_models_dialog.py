@@ -1,6 +1,7 @@
 """Models dialog: the installed list, speed measured here, import with progress, remove, offline download."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
 
@@ -59,6 +60,38 @@ def test_installed_models_show_full_accuracy_and_speed_measured_here(qtbot, ship
     assert "ms/frame" in again.speed_cell("camvid-tiny") and not again.runner.busy()
     again.select("camvid-tiny")
     assert again.use_button.isEnabled() and not again.remove_button.isEnabled()  # bundled: not removable
+
+
+def test_measure_again_replaces_a_cached_figure_and_a_broken_model_leaves_the_others_measured(qtbot, shipped_copy):
+    """A figure cached from a busy moment is not kept forever; one model that cannot load
+    (its file gone) is named, and the others are still measured in the same rounds."""
+    registry = Registry(shipped_copy)
+    tiny = registry.get("camvid-tiny")
+    shipped = Registry(MODELS_DIR)
+    int8 = shipped.get("camvid-tiny-int8")  # another file: its own cached figure
+    broken = registry.add(dataclasses.replace(int8, name="gone"), shipped.verify(int8))
+    registry.onnx_path(broken).unlink()
+    dialog = make_dialog(qtbot, shipped_copy)
+    dialog.settings.set_speed_ms(tiny.sha256, 99999.0)  # as if measured while the machine was busy
+    dialog.refresh(measure=False)
+    assert dialog.speed_cell("camvid-tiny") == "99999 ms/frame (640x360)"
+    dialog.measure_button.click()
+    assert dialog.speed_cell("camvid-tiny") == "measuring…" and not dialog.measure_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.measure_button.isEnabled(), timeout=60000)
+    ms = dialog.settings.speed_ms(tiny.sha256)
+    assert 1 < ms < 10000 and dialog.speed_cell("camvid-tiny") == f"{ms:.0f} ms/frame (640x360)"
+    assert dialog.speed_cell("gone") == "not measured"
+    assert dialog.installed_status.text().startswith("Could not measure the speed: ")
+    assert "gone" in dialog.installed_status.text()
+
+
+def test_speeds_are_measured_round_by_round_over_all_models(shipped_copy):
+    registry = Registry(shipped_copy)
+    tiny = registry.get("camvid-tiny")
+    registry.add(dataclasses.replace(tiny, name="tiny-copy"), registry.onnx_path(tiny))
+    ms, problems = model_tasks.measure_speeds(shipped_copy, ["camvid-tiny", "tiny-copy", "no-such"], rounds=3)
+    assert set(ms) == {"camvid-tiny", "tiny-copy"} and all(0 < v < 10000 for v in ms.values())
+    assert set(problems) == {"no-such"} and "no-such" in problems["no-such"]
 
 
 def test_import_without_torch_names_the_install_command(qtbot, shipped_copy, tmp_path, monkeypatch):
