@@ -20,7 +20,7 @@ from engine.io.sources import open_source
 from .compare_worker import CompareSet, CompareWorker, PaneFrame
 from ..panels.error_banner import BannerStack
 from .swipe_view import PaneView, SwipeView
-from .tradeoff_chart import TradeoffChart, accuracy_axis
+from .tradeoff_chart import TradeoffChart, accuracy_axis, measured_at_this_input
 
 MIN_PANES = 2
 
@@ -232,7 +232,8 @@ class CompareWindow(QMainWindow):
                 view.set_error(pane.error)
             if pane.image is not None:
                 view.set_content(pane.image, pane_lines(pane), pane.frame_index)
-                same = pane.accuracy_scale == pane.spec.scale
+                same = measured_at_this_input(max(pane.input_hw) if pane.input_hw else None, pane.accuracy_long_side,
+                                              pane.spec.scale, pane.accuracy_scale)
                 self.chart.set_point(pane.spec.label, pane.spec.model, pane.ms_median, miou, same)
             rows.append(pane)
         self._update_swipe(compare_set)
@@ -300,8 +301,8 @@ class CompareWindow(QMainWindow):
             body.append(f"<tr><td>{p.spec.label}</td><td align=right>{p.ms_median:.1f}</td><td align=right>{p.fps:.1f}</td>"
                         f"<td align=right>{agree}</td><td align=right>{miou}</td><td align=right>{p.skipped}</td></tr>")
         note = ("<p style='color:#999'>ms: median of the last 30 frames; fps: that model alone. Agreement and mIoU: "
-                "this pane's labels against the reference pane's, last 30 frames. Chart: hollow points use the "
-                "model's full-scale manifest accuracy.</p>")
+                "this pane's labels against the reference pane's, last 30 frames. Chart: a hollow point runs at "
+                "another input size than its accuracy was measured at, so its height is only a guide.</p>")
         return f"<table cellspacing=4>{head}{''.join(body)}</table>{note}"
 
     def _set_swipe(self, on: bool) -> None:  # noqa: ARG002 - the check box's state is read in _place_swipe

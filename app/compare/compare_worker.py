@@ -45,6 +45,8 @@ class PaneFrame:
     error: str = ""
     accuracy_miou: float | None = None  # manifest, 0..1
     accuracy_scale: str = ""  # scale the manifest's accuracy was measured at
+    accuracy_long_side: int | None = None  # network input long side it was measured at, if known
+    input_hw: tuple[int, int] | None = None  # this pane's network input
     unseen: tuple[float, str, bool] | None = None  # mIoU 0..1, drive, estimate: on a drive never trained on
     is_reference: bool = False
     comparable: bool = True  # same classes as the reference (else agreement means nothing)
@@ -187,6 +189,8 @@ class CompareWorker(QObject):
                 skipped=self._skipped[i], error=pane.error,
                 accuracy_miou=float(acc["miou"]) if acc and "miou" in acc else None,
                 accuracy_scale=str(acc.get("scale", "full")) if acc else "", is_reference=pane is ref,
+                accuracy_long_side=pane.entry.accuracy_long_side if pane.entry is not None else None,
+                input_hw=tuple(result.input_hw) if result is not None else None,
                 unseen=pane.entry.unseen_drive_miou if pane.entry is not None else None,
                 comparable=self.panes.comparable(pane)))
         done = CompareSet(frame_index=frame.index, panes=frames, source=info, set_ms=set_ms,

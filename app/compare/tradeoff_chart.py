@@ -2,8 +2,8 @@
 
 Like the paper's figure, but the latency axis is measured now on this machine: one point per
 (model, scale), x = median inference ms, y = the model's mIoU from the manifest. A filled
-point's accuracy was measured at that scale; a hollow one's at another scale (the manifest
-measures at ``full``), so its height is only the model's full-scale accuracy. The mIoU is the
+point runs its network at about the input size the accuracy was measured at; a hollow one at
+another size, so its height is only a guide (``measured_at_this_input``). The mIoU is the
 one on a CamVid drive the models never trained on when every model shown has it (val shares
 a drive with training and flatters: it once ranked scratch models 10 points too high), else val's.
 """
@@ -32,6 +32,18 @@ class ChartPoint:
 
 
 VAL_TITLE = "val mIoU % (manifest)"
+SAME_INPUT = 1.15  # input long sides within this ratio count as the measured input
+
+
+def measured_at_this_input(input_long_side: int | None, accuracy_long_side: int | None,
+                           scale: str, accuracy_scale: str) -> bool:
+    """Whether a pane feeds its network about the input its manifest accuracy was measured at.
+
+    By input size where the manifest says it (a CamVid model was measured on 480 px frames: a
+    960x540 clip at half is that input, at full it is twice it); else by the scale's name."""
+    if input_long_side and accuracy_long_side:
+        return 1 / SAME_INPUT <= input_long_side / accuracy_long_side <= SAME_INPUT
+    return bool(accuracy_scale) and accuracy_scale == scale
 
 
 def accuracy_axis(panes) -> tuple[str, list[float | None]]:

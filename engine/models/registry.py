@@ -111,6 +111,16 @@ class ModelEntry:
         return int(value) if value else None
 
     @property
+    def accuracy_long_side(self) -> int | None:
+        """The network input's long side behind the manifest's accuracy figures, if known: the
+        long side of the frames they were measured on (``input.best_measured.frames_long_side``),
+        at scale 1. Why: ``full`` is another input size on every source, and a figure holds for
+        about the input it was measured at (480 px for CamVid, where a 720p frame at ``full`` is 960)."""
+        frames = (self.input.get("best_measured") or {}).get("frames_long_side")
+        scale = str((self.accuracy or {}).get("scale", "full"))
+        return int(frames) if isinstance(frames, (int, float)) and frames > 0 and scale in ("full", "1", "1.0") else None
+
+    @property
     def unseen_drive_miou(self) -> tuple[float, str, bool] | None:
         """(mIoU, drive, is_estimate) on a CamVid drive the model never trained on, if known.
 

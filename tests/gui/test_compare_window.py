@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import INDOOR
 
+DASHCAM = "dashcam-highway-960x540.mp4"
+
 pytestmark = [pytest.mark.gui, pytest.mark.shared]
 
 
@@ -49,6 +51,9 @@ def test_every_pane_shows_the_same_frame_and_itself_agrees_100(qtbot, make_compa
     assert all(p.ms > 0 and p.fps > 0 for p in last.panes)
     # one chart point per (model, scale): the twin pane shares the first point
     assert sorted(p.label for p in window.chart.points) == ["camvid-tiny full", "camvid-tiny half"]
+    # 768x432 at half is a 384 px input, at full 768: neither is the 480 px input of the manifest's figure
+    assert [ref.input_hw, full.input_hw] == [(224, 384), (448, 768)] and ref.accuracy_long_side == 480
+    assert not any(p.same_scale for p in window.chart.points)
     # with three panes the swipe view fills the free grid cell, showing the same frame
     assert window.swipe.isVisible() and window.swipe.frame_indices[0] == window.swipe.frame_indices[1] >= 0
     from engine.models.registry import Registry
@@ -59,11 +64,12 @@ def test_every_pane_shows_the_same_frame_and_itself_agrees_100(qtbot, make_compa
 
 
 def test_chart_gets_a_point_per_pane_and_swipe_shows_one_frame(qtbot, make_compare, videos):
-    window, sets = make_compare("tiny:half,small:half,base:half", videos / INDOOR)
+    window, sets = make_compare("tiny:half,small:half,base:half", videos / DASHCAM)
     qtbot.waitUntil(lambda: len(window.chart.points) == 3, timeout=60000)
     points = {p.label: p for p in window.chart.points}
     assert set(points) == {"camvid-tiny half", "camvid-small half", "camvid-base half"}
-    assert not any(p.same_scale for p in points.values())  # the manifest measured at full: hollow points
+    # 960x540 at half: a 480 px input, as CamVid's frames at scale 1 (where the manifest measured)
+    assert all(p.same_scale for p in points.values())
     from engine.models.registry import Registry
 
     # Every model shown has an unseen-drive figure (the mean of three held-out drives): the chart
@@ -223,3 +229,13 @@ def test_two_panes_fill_the_area_stacked_or_side_by_side(qtbot, make_compare, vi
     a, b, c, d = window.pane_views
     qtbot.waitUntil(lambda: b.x() > a.x() and c.y() > a.y(), timeout=5000)
     assert a.width() + b.width() > 0.95 * page.width()
+
+
+def test_a_point_is_filled_where_the_pane_feeds_the_measured_input_size():
+    from app.compare.tradeoff_chart import measured_at_this_input
+
+    assert measured_at_this_input(480, 480, "half", "full")  # a 960x540 clip at half
+    assert not measured_at_this_input(960, 480, "full", "full")  # the same clip at full: twice the input
+    assert not measured_at_this_input(384, 480, "half", "full") and measured_at_this_input(512, 480, "full", "full")
+    assert measured_at_this_input(None, None, "full", "full") and not measured_at_this_input(None, None, "half", "full")
+    assert not measured_at_this_input(640, None, "full", "")  # no accuracy recorded: never filled
