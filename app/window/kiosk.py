@@ -118,8 +118,8 @@ class KioskController(QObject):
         view = self.window.view
         self.badge.adjustSize()
         self.badge.move(12, 12)
-        rows = max(1, self.legend.rowCount())
-        height = min(view.height() - 24, self.legend.rowHeight(0) * rows + 6 if self.legend.rowCount() else 30)
+        rows = self.legend.visible_rows()  # rows only grow in the table; the surplus is hidden
+        height = min(view.height() - 24, self.legend.rowHeight(0) * rows + 6 if rows else 30)
         self.legend.setFixedHeight(max(30, height))
         self.legend.move(max(12, view.width() - self.legend.width() - 12), 12)
         self.badge.raise_()

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
@@ -110,6 +111,13 @@ def test_kiosk_window_plays_full_screen_with_legend_and_fps(make_kiosk, qtbot, v
     qtbot.waitUntil(lambda: "fps" in kiosk.badge.text() and kiosk.legend.rowCount() > 0, timeout=30000)
     assert "camvid-tiny" in kiosk.badge.text() and kiosk.badge.isVisible() and kiosk.legend.isVisible()
     assert set(kiosk.legend.names()) & {"road", "sky", "building", "tree", "car"}
+    palette = np.zeros((11, 3), np.uint8)
+    heights = []
+    for count in (9, 2):  # a frame with fewer classes than one before: the box shrinks to them
+        kiosk.legend.set_classes([(i, f"class {i}", 10.0 - i) for i in range(count)], palette)
+        kiosk._place_overlays()
+        heights.append(kiosk.legend.height())
+    assert heights == [kiosk.legend.rowHeight(0) * 9 + 6, max(30, kiosk.legend.rowHeight(0) * 2 + 6)]
     # one FPS readout and one legend: the view paints neither its stats box nor its own legend
     assert not window.view.show_stats and not window.view.show_legend
     qtbot.keyClick(window, Qt.Key.Key_L)  # the desktop's legend toggle stays off here
