@@ -5,6 +5,7 @@ depends on nor changes what the user last did.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class SettingsStore:
 
     @last_source.setter
     def last_source(self, spec: str | None) -> None:
+        """A file is kept as an absolute path: the next start may be from another folder."""
+        if spec and not spec.isdigit():
+            spec = os.path.abspath(spec)
         self._set("source/last", spec or "")
 
     @property

@@ -86,3 +86,15 @@ def test_stall_meter_times_garbage_collections_while_it_runs(qtbot):
     count = len(meter.gc_pauses_ms)
     gc.collect()
     assert len(meter.gc_pauses_ms) == count and meter._on_gc not in gc.callbacks
+
+
+def test_the_last_source_is_kept_as_an_absolute_path(tmp_path, monkeypatch):
+    """`main.py --source clips/a.mp4` from one folder, then `main.py` from another, reopens it."""
+    from app.settings_store import SettingsStore
+
+    monkeypatch.chdir(tmp_path)
+    store = SettingsStore.ephemeral()
+    store.last_source = "clips/a.mp4"
+    assert store.last_source == str(tmp_path / "clips" / "a.mp4")
+    store.last_source = "1"  # a camera index stays one
+    assert store.last_source == "1"
