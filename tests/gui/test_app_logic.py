@@ -97,12 +97,14 @@ def test_settings_store_types(isolated_settings):
 def test_accuracy_texts_add_the_unseen_drive_figure():
     """The manage dialog and the picker's tooltip give the held-out-drive figure next to val's."""
     from app.dialogs.model_tasks import accuracy_text
-    from app.panels.model_panel import entry_tooltip
+    from app.panels.model_panel import entry_tooltip, short_text
 
     plain = entry("m", "tiny", "camvid", accuracy={"split": "val", "miou": 0.6, "images": 101})
     assert accuracy_text(plain) == "val mIoU 60.0 % (101 images)"
+    assert short_text(plain) == "m · mIoU 60.0"
     plain.training = {"holdout_estimate": {"holdout_drive": "0006R0", "last": {"miou_holdout": 0.36}}}
     assert accuracy_text(plain) == "val mIoU 60.0 % (101 images); unseen drive 0006R0 mIoU 36.0 (estimate)"
+    assert short_text(plain) == "m · unseen 36.0"  # the picker shows what other footage gets, not val's
     assert "on footage it never saw: unseen drive 0006R0 mIoU 36.0 (estimate)" in entry_tooltip(plain).splitlines()
 
 
