@@ -91,7 +91,7 @@ def launch(argv: list[str]) -> int:
     if args.compare is not None:
         from .compare.compare_launch import launch_compare
 
-        return launch_compare(args, _window_size(args.window_size))
+        return launch_compare(args, _window_size(args.window_size), preflight=_startup_problem)
     measuring = args.benchmark_frames is not None or args.screenshot is not None
     if args.fallback and not args.kiosk:
         print("error: --fallback VIDEO is for --kiosk (the video looped while the camera is missing)", file=sys.stderr)

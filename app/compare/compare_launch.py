@@ -12,7 +12,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
@@ -138,8 +138,11 @@ def save_grab(widget, out: Path) -> bool:
     return True
 
 
-def launch_compare(args: argparse.Namespace, window_size: tuple[int, int]) -> int:
-    """Run the compare window (from app.launch when ``--compare`` is given)."""
+def launch_compare(args: argparse.Namespace, window_size: tuple[int, int],
+                   preflight: Callable[[argparse.Namespace], str | None] | None = None) -> int:
+    """Run the compare window (from app.launch when ``--compare`` is given). ``preflight``: the
+    single view's checks before Qt loads (no display, missing X11 libraries, a benchmark source
+    that does not open), so that this view too says why in one line instead of Qt's abort."""
     measuring = args.benchmark_frames is not None or args.screenshot is not None
     try:
         items = split_panes(args.compare)
@@ -152,6 +155,10 @@ def launch_compare(args: argparse.Namespace, window_size: tuple[int, int]) -> in
         return 2
     if args.benchmark_frames is not None and (args.source is None or args.benchmark_frames < 1):
         print("error: --benchmark-frames N needs N >= 1 and --source 0|PATH", file=sys.stderr)
+        return 2
+    problem = preflight(args) if preflight is not None else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
 
     from ..settings_store import APPLICATION, ORGANIZATION, SettingsStore
