@@ -92,7 +92,7 @@ class MainWindow(QMainWindow):
         self.models.serving_changed.connect(self._on_serving_changed)
         self.models.status_message.connect(self.statusBar().showMessage)
         self.capture.status_message.connect(self.statusBar().showMessage)
-        self.banner.link_activated.connect(lambda _link: self.open_models_dialog("download"))
+        self.banner.link_activated.connect(self._on_banner_link)
         self.view.resized.connect(w.set_view_size)
         self.view.hovered.connect(self.hover_at)
         self.empty_state.open_video_requested.connect(self.open_file_dialog)
@@ -194,7 +194,7 @@ class MainWindow(QMainWindow):
     def _on_source_opened(self, info: SourceInfo) -> None:
         self.source_info = info
         self.banner.clear(*SOURCE_CAUSES)  # a new source: the old source's errors and hints are gone
-        self.scene_fit.reset(self.models.serving)
+        self.scene_fit.reset(self.models.serving, self.models.entries)
         self.latency.reset()
         self.source_panel.set_source(info)
         self.setWindowTitle(f"TopFormer Studio — {info.description}")
@@ -253,7 +253,7 @@ class MainWindow(QMainWindow):
         return self.models.serving
 
     def _on_serving_changed(self, entry: ModelEntry | None) -> None:
-        self.scene_fit.reset(entry)
+        self.scene_fit.reset(entry, self.models.entries)
         self.latency.reset()  # frames shown before the model was ready took no inference
 
     def set_scale(self, scale: str) -> None:
@@ -325,10 +325,19 @@ class MainWindow(QMainWindow):
             self.show_notice(text)
 
     def show_notice(self, text: str) -> None:
-        """A non-blocking hint (blue banner with a link to the Models dialog), recorded in ``notices``."""
+        """A non-blocking hint (blue banner with a link: use the installed ADE20K model, or the Models
+        dialog to download one), recorded in ``notices``."""
         self.notices.append(text)
-        self.banner.show_message(text, "scene", error=False, link="Open Models…")
+        switch_to = self.scene_fit.switch_to
+        self.banner.show_message(text, "scene", error=False, link=f"Use {switch_to}" if switch_to else "Open Models…")
         self.notice_shown.emit(text)
+
+    def _on_banner_link(self, link: str) -> None:
+        if link.startswith("Use "):  # the scene hint has done its job
+            self.banner.clear("scene")
+            self.select_model(link.removeprefix("Use "))
+        else:
+            self.open_models_dialog("download")
 
     def hover_at(self, x: int, y: int) -> None:
         """The frame pixel under the pointer ((-1, -1): outside the picture)."""

@@ -18,6 +18,7 @@ There the classes painted decide: a street model on an indoor scene paints mostl
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from engine.models.registry import ModelEntry
 
@@ -53,13 +54,26 @@ def overlap(live: dict[str, float], expected: dict[str, float]) -> float:
     return sum(min(share, expected.get(name, 0.0)) for name, share in live.items())
 
 
-def notice_text(entry: ModelEntry) -> str:
+def broader_model(installed: Sequence[ModelEntry], entry: ModelEntry | None) -> str | None:
+    """An installed ADE20K model to suggest instead of ``entry`` (of its variant if there is one),
+    so that a user who has one is told to switch rather than to download another."""
+    if entry is None or entry.dataset == "ade20k":
+        return None
+    broad = [e for e in installed if e.dataset == "ade20k"]
+    same_variant = [e for e in broad if e.variant == entry.variant]
+    return (same_variant or broad)[0].name if broad else None
+
+
+def notice_text(entry: ModelEntry, switch_to: str | None = None) -> str:
     """What the model knows and what to try, in plain words."""
     scenes, examples = SCENE_WORDS.get(entry.dataset, (f"{entry.dataset} scenes", tuple(entry.classes[:5])))
     known = ", ".join(examples) + "..."
     if entry.dataset == "ade20k":
         return (f"The model is unsure about this scene. It knows {entry.num_classes} classes of {scenes} "
                 f"({known}). Try a larger model (Models > Download) or a better-lit, steadier view.")
+    if switch_to:
+        return (f"This model knows {scenes} ({known}) and is unsure about this one. "
+                f"For indoor scenes switch to {switch_to}, the installed ADE20K model.")
     return (f"This model knows {scenes} ({known}) and is unsure about this one. "
             f"For indoor scenes download an ADE20K model: Models > Download.")
 
@@ -74,10 +88,12 @@ class SceneFitMonitor:
         self._shares: dict[str, float] | None = None
         self._samples: deque[tuple[float, float, float | None]] = deque()  # time, confidence, overlap
         self._fired = False
+        self.switch_to: str | None = None
 
-    def reset(self, entry: ModelEntry | None) -> None:
+    def reset(self, entry: ModelEntry | None, installed: Sequence[ModelEntry] = ()) -> None:
         """A new model or a new source: start watching afresh (and allow one more notice)."""
         self._entry = entry
+        self.switch_to = broader_model(installed, entry)  # the notice's suggestion, if one is installed
         self._expected = expected_confidence(entry)
         self._shares = expected_shares(entry)
         self._samples.clear()
@@ -105,7 +121,7 @@ class SceneFitMonitor:
         if ratio >= self.ratio and not (ratio < SOFT_RATIO and wrong_mix):
             return None
         self._fired = True
-        return notice_text(self._entry)
+        return notice_text(self._entry, self.switch_to)
 
 
 def _median(values: list[float]) -> float:

@@ -99,6 +99,38 @@ def test_slow_devices_still_get_the_notice():
     assert len(feed(monitor, [0.5] * 10, fps=1.0)) == 1  # one segmented frame a second
 
 
+def test_a_street_model_unsure_indoors_suggests_the_installed_ade20k_model_before_a_download():
+    street, small = entry("camvid"), entry("ade20k")
+    small.name, small.variant = "ade-small", "small"
+    broad = entry("ade20k")  # ade20k-tiny, the street model's own variant: preferred
+    monitor = SceneFitMonitor()
+    monitor.reset(street, [street, small, broad])
+    assert monitor.switch_to == "ade20k-tiny"
+    (_, text), = feed(monitor, [0.5] * 40)
+    assert "switch to ade20k-tiny, the installed ADE20K model" in text and "download" not in text
+    monitor.reset(street, [street])  # none installed: download one
+    assert monitor.switch_to is None and "download an ADE20K model" in feed(monitor, [0.5] * 40)[0][1]
+    monitor.reset(broad, [street, broad])  # an ADE20K model is never sent to another one
+    assert monitor.switch_to is None
+
+
+@pytest.mark.shared
+def test_the_notice_link_switches_to_the_installed_ade20k_model(qtbot, make_window, videos, tmp_path,
+                                                                 random_models_dir):
+    models = Registry(tmp_path / "models")
+    for source, name in ((Registry(), "camvid-tiny"), (Registry(random_models_dir), "ade20k-tiny")):
+        models.add(source.get(name), source.verify(source.get(name)))
+    window = make_window(models.dir, source=str(videos / "indoor-people-768x432.mp4"), model="camvid-tiny")
+    qtbot.waitUntil(lambda: window.serving is not None and window.source_info is not None, timeout=30000)
+    assert window.scene_fit.switch_to == "ade20k-tiny"
+    window.show_notice("This model knows street scenes and is unsure about this one.")
+    banner = window.banner.banners()[-1]
+    assert banner.link.text().endswith(">Use ade20k-tiny</a>")
+    banner.link.linkActivated.emit("Use ade20k-tiny")
+    qtbot.waitUntil(lambda: window.serving is not None and window.serving.name == "ade20k-tiny", timeout=30000)
+    assert window.banner.messages("scene") == [] and window.models_dialog is None
+
+
 def test_ade20k_notice_does_not_send_the_user_to_ade20k():
     text = notice_text(entry("ade20k"))
     assert "150 classes" in text and "For indoor scenes download an ADE20K" not in text
