@@ -32,6 +32,7 @@ from .window.window_layout import VIDEO_MARGINS, WindowLayout
 from .playback.worker import FrameResult, InferenceWorker
 
 PANEL_REFRESH_S = 0.25
+USE_LINK = "Use "  # the scene hint's link to an installed model: "Use ade20k-tiny"
 
 
 class MainWindow(QMainWindow):
@@ -329,13 +330,13 @@ class MainWindow(QMainWindow):
         dialog to download one), recorded in ``notices``."""
         self.notices.append(text)
         switch_to = self.scene_fit.switch_to
-        self.banner.show_message(text, "scene", error=False, link=f"Use {switch_to}" if switch_to else "Open Models…")
+        self.banner.show_message(text, "scene", error=False, link=f"{USE_LINK}{switch_to}" if switch_to else "Open Models…")
         self.notice_shown.emit(text)
 
     def _on_banner_link(self, link: str) -> None:
-        if link.startswith("Use "):  # the scene hint has done its job
+        if link.startswith(USE_LINK):  # the scene hint has done its job
             self.banner.clear("scene")
-            self.select_model(link.removeprefix("Use "))
+            self.select_model(link.removeprefix(USE_LINK))
         else:
             self.open_models_dialog("download")
 

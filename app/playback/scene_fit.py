@@ -71,11 +71,9 @@ def notice_text(entry: ModelEntry, switch_to: str | None = None) -> str:
     if entry.dataset == "ade20k":
         return (f"The model is unsure about this scene. It knows {entry.num_classes} classes of {scenes} "
                 f"({known}). Try a larger model (Models > Download) or a better-lit, steadier view.")
-    if switch_to:
-        return (f"This model knows {scenes} ({known}) and is unsure about this one. "
-                f"For indoor scenes switch to {switch_to}, the installed ADE20K model.")
-    return (f"This model knows {scenes} ({known}) and is unsure about this one. "
-            f"For indoor scenes download an ADE20K model: Models > Download.")
+    advice = (f"switch to {switch_to}, the installed ADE20K model." if switch_to
+              else "download an ADE20K model: Models > Download.")
+    return f"This model knows {scenes} ({known}) and is unsure about this one. For indoor scenes {advice}"
 
 
 class SceneFitMonitor:
